@@ -1,0 +1,220 @@
+"""Vectorised double-double arithmetic for the oracle's precise path.
+
+A double-double ("dd") is an unevaluated sum ``hi + lo`` of two float64 arrays
+with ``|lo| <= ulp(hi) / 2``; it carries about 106 significant bits.  A *scaled*
+dd is a triple ``(hi, lo, k)`` meaning ``(hi + lo) * 2**k`` with ``k`` an int64
+array, so that products of very large and very small factors neither overflow
+nor underflow before the single rounding at the end (:func:`to_float`).
+
+The algorithms are the classical error-free transformations (Knuth's TwoSum,
+Dekker's split and product) and the double-double operations built from them.
+Numpy has no fused multiply-add, so products are made exact by splitting.
+Every function is elementwise and assumes finite inputs of moderate size; the
+callers in :mod:`sapo_ref._kernels` guarantee that.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal, localcontext
+
+import numpy as np
+
+_SPLITTER = 134217729.0  # 2**27 + 1
+
+
+def two_sum(a, b):
+    """``s + e == a + b`` exactly, with ``s = fl(a + b)``."""
+    s = a + b
+    v = s - a
+    e = (a - (s - v)) + (b - v)
+    return s, e
+
+
+def quick_two_sum(a, b):
+    """Like :func:`two_sum`, valid when ``|a| >= |b|`` (or ``a == 0``)."""
+    s = a + b
+    e = b - (s - a)
+    return s, e
+
+
+def split(a):
+    """``hi + lo == a`` with ``hi`` holding the top 26 bits (|a| < 2**995)."""
+    t = _SPLITTER * a
+    hi = t - (t - a)
+    return hi, a - hi
+
+
+def two_prod(a, b):
+    """``p + e == a * b`` exactly, with ``p = fl(a * b)``."""
+    p = a * b
+    ah, al = split(a)
+    bh, bl = split(b)
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    return p, e
+
+
+def add(ah, al, bh, bl):
+    """dd + dd (the accurate variant: relative error about 2**-104)."""
+    s, e = two_sum(ah, bh)
+    t, f = two_sum(al, bl)
+    e = e + t
+    s, e = quick_two_sum(s, e)
+    e = e + f
+    return quick_two_sum(s, e)
+
+
+def add_d(ah, al, b):
+    """dd + float64."""
+    s, e = two_sum(ah, b)
+    e = e + al
+    return quick_two_sum(s, e)
+
+
+def mul(ah, al, bh, bl):
+    """dd * dd."""
+    p, e = two_prod(ah, bh)
+    e = e + (ah * bl + al * bh)
+    return quick_two_sum(p, e)
+
+
+def mul_d(ah, al, b):
+    """dd * float64."""
+    p, e = two_prod(ah, b)
+    e = e + al * b
+    return quick_two_sum(p, e)
+
+
+def div(ah, al, bh, bl):
+    """dd / dd, by two correction steps of long division."""
+    q1 = ah / bh
+    ph, pl = mul_d(bh, bl, q1)
+    rh, rl = add(ah, al, -ph, -pl)
+    q2 = rh / bh
+    ph, pl = mul_d(bh, bl, q2)
+    rh, rl = add(rh, rl, -ph, -pl)
+    q3 = rh / bh
+    q1, q2 = quick_two_sum(q1, q2)
+    return add_d(q1, q2, q3)
+
+
+# --------------------------------------------------------------------------
+# exp in double-double, scaled by a power of two
+# --------------------------------------------------------------------------
+
+
+def _decimal_split(value: Decimal) -> tuple[float, float]:
+    hi = float(value)
+    lo = float(value - Decimal(hi))
+    return hi, lo
+
+
+def _exp_constants():
+    """ln2/64 in three parts and the table 2**(j/64), from 60-digit decimals.
+
+    ``LN2_64[0]`` keeps 32 significant bits so that ``n * LN2_64[0]`` is exact
+    for the |n| < 2**21 that :func:`exp_scaled` meets.
+    """
+    with localcontext() as ctx:
+        ctx.prec = 60
+        step = Decimal(2).ln() / 64
+        mant, expo = math.frexp(float(step))
+        l1 = math.ldexp(math.floor(math.ldexp(mant, 32)), expo - 32)
+        rest = step - Decimal(l1)
+        l2 = float(rest)
+        l3 = float(rest - Decimal(l2))
+        table = [_decimal_split(Decimal(2) ** (Decimal(j) / 64)) for j in range(64)]
+    hi = np.array([t[0] for t in table])
+    lo = np.array([t[1] for t in table])
+    return (l1, l2, l3), hi, lo
+
+
+LN2_64, _TABLE_HI, _TABLE_LO = _exp_constants()
+_INV_LN2_64 = 64.0 / math.log(2.0)
+# Taylor coefficients 1/k! for k = 3..8 (|r| <= ln2/128 makes the k = 9 term < 2**-85).
+_C = (1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320)
+
+#: |x| beyond which :func:`exp_scaled` is not used (its range reduction needs |n| < 2**21).
+EXP_ARG_LIMIT = 4096.0
+
+
+def exp_scaled(xh, xl):
+    """``exp(xh + xl)`` as a scaled dd ``(mh, ml, k)`` with ``mh`` in [0.99, 2).
+
+    Valid for finite ``|xh| <= EXP_ARG_LIMIT``; relative error below 2**-74
+    (tests/oracle/test_dd.py measures it), far more than the oracle needs:
+    its worst use, exp(-z) with z near 1500, needs about 2**-64.
+    Method: x = n*ln2/64 + r with |r| <= ln2/128 (the reduction exact in dd),
+    exp(r) = 1 + r + r**2/2 + c(r), with r**2/2 exact and the cubic and higher
+    terms c(r) in float64, which is enough at their size; times the tabulated
+    2**(j/64), j = n mod 64.
+    """
+    l1, l2, l3 = LN2_64
+    n = np.rint(xh * _INV_LN2_64)
+    t1 = xh - n * l1  # exact: n*l1 is exact and close to xh
+    p2, e2 = two_prod(n, l2)
+    rh, re = two_sum(t1, -p2)
+    rl = ((re - e2) - n * l3) + xl
+    rh, rl = quick_two_sum(rh, rl)
+    sq, sqe = two_prod(rh, rh)
+    c = sq * rh * (_C[0] + rh * (_C[1] + rh * (_C[2] + rh * (_C[3] + rh * (_C[4] + rh * _C[5])))))
+    # exp(r) - 1 = r + r**2/2 + c(r); to first order rl adds rl * (1 + rh).
+    sh, sl = add(rh, rl + rh * rl, 0.5 * sq, 0.5 * sqe + c)
+    eh, el = add_d(sh, sl, 1.0)
+    ni = n.astype(np.int64)
+    j = ni & 63
+    mh, ml = mul(_TABLE_HI[j], _TABLE_LO[j], eh, el)
+    return mh, ml, (ni - j) >> 6
+
+
+def to_float(h, l, k=None):
+    """Round a (scaled) dd to the nearest float64 (one rounding; subnormal
+    and overflowing results are rounded by ``ldexp``)."""
+    v = h + l
+    if k is None:
+        return v
+    return np.ldexp(v, k)
+
+
+def normalise(x):
+    """A float64 array as a scaled value ``(m, 0, k)`` with ``m`` in [0.5, 1)."""
+    m, k = np.frexp(x)
+    return m, np.zeros_like(m), k.astype(np.int64)
+
+
+# --------------------------------------------------------------------------
+# summation
+# --------------------------------------------------------------------------
+
+
+def fsum(x) -> float:
+    """Sum of a float64 array, correct to within 1 ulp of the exact sum.
+
+    One extraction step of Rump, Ogita and Oishi's AccSum: with
+    sigma = 2**(M + e) >= (n + 2) * max|x|, q = (x + sigma) - sigma holds the
+    high bits of each x (all multiples of one power of two, so their sum is
+    exact in any order) and p = x - q the rest (exact).  Sum(p) carries an
+    error of at most about (log2 n) * n**2 * 2**-106 * max|x|, far below the
+    final rounding of Sum(q) + Sum(p) unless the sum cancels to almost
+    nothing.  Non-finite input gives the IEEE result of a plain sum; sizes
+    where sigma would overflow or the split would underflow use math.fsum.
+    """
+    v = np.asarray(x, dtype=np.float64).ravel()
+    if v.size == 0:
+        return 0.0
+    hi = float(v.max())
+    lo = float(v.min())
+    amax = max(hi, -lo)
+    if not math.isfinite(amax):
+        return float(np.sum(v))
+    if amax == 0.0:
+        return 0.0
+    m_bits = int(v.size + 2).bit_length()
+    e = math.frexp(amax)[1]
+    if m_bits + e > 1020 or m_bits + e - 53 < -1020:
+        return math.fsum(v.tolist())
+    sigma = math.ldexp(1.0, m_bits + e)
+    q = v + sigma
+    q -= sigma
+    p = v - q
+    return float(np.sum(q) + np.sum(p))
