@@ -40,7 +40,8 @@ def float_array(value, name: str) -> np.ndarray:
         raise TypeError(f"{name} must be a floating-point array, got dtype {arr.dtype}")
     if arr.ndim == 0:
         raise ValueError(f"{name} must be an array, got a 0-d value")
-    return arr.astype(np.float64, copy=False)
+    # C order: the evaluators index arrays through flat views.
+    return np.ascontiguousarray(arr, dtype=np.float64)
 
 
 def dtype_name(value) -> str:
@@ -88,14 +89,14 @@ def mask_array(value, shape: tuple, name: str = "mask") -> np.ndarray:
     if arr.shape != shape:
         raise ValueError(f"{name} has shape {arr.shape} but logprob has shape {shape}; they must match")
     if arr.dtype == bool:
-        return arr
+        return np.ascontiguousarray(arr)
     if arr.dtype.kind not in "iuf" and arr.dtype.name != "bfloat16":
         raise TypeError(f"{name} must be boolean or numeric 0/1, got dtype {arr.dtype}")
     ok = (arr == 0) | (arr == 1)
     if not ok.all():
         bad = arr[~ok].ravel()[0]
         raise ValueError(f"{name} must contain only 0 and 1 (or be boolean); found {bad!r}")
-    return arr != 0
+    return np.ascontiguousarray(arr != 0)
 
 
 def temperature(value, name: str) -> float:
