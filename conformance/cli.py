@@ -19,6 +19,45 @@ def _cmd_selfcheck(args) -> int:
     return main()
 
 
+def _list_rows():
+    from .loading import registered_candidates
+
+    rows = []
+    for reg in registered_candidates():
+        if reg.candidate is None:
+            rows.append(dict(name=reg.name, framework="-", version="-", dtypes=[], devices=[], profile="-",
+                             runs_here=False, reason=reg.error, target=reg.target))
+            continue
+        info = reg.candidate.info
+        avail = reg.candidate.availability()
+        here = reg.candidate.runnable_devices() if avail else ()
+        rows.append(dict(name=info.name, framework=info.framework, version=info.framework_version,
+                         dtypes=list(info.dtypes), devices=list(info.devices), profile=info.profile,
+                         runs_here=bool(avail), here=list(here), reason=avail.reason, target=reg.target))
+    return rows
+
+
+def _cmd_list(args) -> int:
+    rows = _list_rows()
+    if args.json:
+        import json
+
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no candidates registered (entry point group sapo_conformance.candidates)")
+        return EXIT_OK
+    table = [("NAME", "FRAMEWORK", "VERSION", "DTYPES", "DEVICES", "PROFILE", "RUNS HERE")]
+    for r in rows:
+        runs = f"yes ({', '.join(r['here'])})" if r["runs_here"] else f"no: {r['reason']}"
+        table.append((r["name"], r["framework"], r["version"], ",".join(r["dtypes"]) or "-",
+                      ",".join(r["devices"]) or "-", r["profile"], runs))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sapo-conformance",
@@ -28,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("selfcheck", help="check the oracle against closed forms, limits and invariants")
     p.set_defaults(func=_cmd_selfcheck)
+    p = sub.add_parser("list", help="list registered candidates and whether they can run here")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_list)
     return parser
 
 

@@ -1,0 +1,151 @@
+"""The built-in candidates, registered through the same entry-point group
+(``sapo_conformance.candidates``) a third party uses (see pyproject.toml).
+
+Each factory is cheap and imports no framework: kernels are imported on
+first use, so ``sapo-conformance list`` works without torch or jax.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import sys
+
+from ..candidate import Candidate, CandidateInfo
+from ._common import COMMON_CLAIMS
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _lazy(module: str, attr: str):
+    """A callable that imports ``module.attr`` on first call."""
+    target = {}
+
+    def call(*args, **kwargs):
+        if "fn" not in target:
+            target["fn"] = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        return target["fn"](*args, **kwargs)
+
+    call.__name__ = attr
+    call.__qualname__ = f"{module}.{attr}"
+    return call
+
+
+def numpy_fp32() -> Candidate:
+    from .numpy_fp32 import gate_numpy, sapo_numpy
+
+    dtypes = ("float32", "float16") + (("bfloat16",) if importlib.util.find_spec("ml_dtypes") else ())
+    info = CandidateInfo(
+        name="numpy-fp32",
+        framework="numpy",
+        framework_version=_version("numpy"),
+        description="NumPy computing in float32 with a hand-written gradient",
+        devices=("cpu",),
+        dtypes=dtypes,
+        deterministic=True,
+        **COMMON_CLAIMS,
+    )
+    return Candidate(info, sapo_numpy, grad="explicit", gate=gate_numpy)
+
+
+def _torch_info(name: str, description: str) -> CandidateInfo:
+    return CandidateInfo(
+        name=name,
+        framework="torch",
+        framework_version=_version("torch"),
+        description=description,
+        devices=("cpu", "cuda"),
+        dtypes=("float64", "float32", "float16", "bfloat16"),
+        deterministic=True,
+        **COMMON_CLAIMS,
+    )
+
+
+def torch_eager() -> Candidate:
+    info = _torch_info("torch-eager", "idiomatic, numerically stable PyTorch; gradient by autograd")
+    return Candidate(info, _lazy("torch_impl", "sapo_torch"), gate=_lazy("torch_impl", "gate_torch"))
+
+
+def _inductor_unavailable(device: str) -> str | None:
+    """torch.compile's default backend builds C++ on the CPU."""
+    if device == "cpu" and not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
+        return "torch.compile's CPU backend needs a C++ compiler, and none was found"
+    return None
+
+
+def torch_compile() -> Candidate:
+    info = _torch_info("torch-compile", "the torch-eager function under torch.compile(dynamic=True)")
+    return Candidate(info, _lazy("torch_impl", "sapo_torch_compiled"), gate=_lazy("torch_impl", "gate_torch"),
+                     check=_inductor_unavailable)
+
+
+def jax_candidate() -> Candidate:
+    info = CandidateInfo(
+        name="jax",
+        framework="jax",
+        framework_version=_version("jax"),
+        description="jax.jit of jax.value_and_grad, float32 inside",
+        devices=("cpu", "cuda"),
+        dtypes=("float32", "float16", "bfloat16"),
+        deterministic=True,
+        **COMMON_CLAIMS,
+    )
+    return Candidate(info, _lazy("jax_impl", "sapo_jax"), grad="explicit", gate=_lazy("jax_impl", "gate_jax"))
+
+
+def _cuda_available() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _triton_check(device: str) -> str | None:
+    if device == "cpu":
+        module = f"{__name__}.triton_impl"
+        if module in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
+            return "the Triton kernel was already compiled for CUDA in this process"
+    return None
+
+
+def _triton_setup(device: str) -> None:
+    """On the CPU, select the Triton interpreter before the kernel is defined."""
+    if device == "cpu":
+        os.environ["TRITON_INTERPRET"] = "1"
+
+
+def triton_candidate() -> Candidate:
+    cuda = _cuda_available()
+    info = CandidateInfo(
+        name="triton",
+        framework="torch",
+        framework_version=_version("torch"),
+        version=f"{COMMON_CLAIMS['version']} (triton {_version('triton')})",
+        description="one fused forward+backward Triton kernel (CPU: the Triton interpreter)",
+        devices=("cuda", "cpu"),
+        # the interpreter has no bfloat16; compiled CUDA kernels do
+        dtypes=("float32", "float16") + (("bfloat16",) if cuda else ()),
+        deterministic=True,
+        **{k: v for k, v in COMMON_CLAIMS.items() if k != "version"},
+    )
+    return Candidate(info, _lazy("triton_impl", "sapo_triton"), requires=("torch", "triton"),
+                     check=_triton_check, setup=_triton_setup)
+
+
+#: name -> factory, in the order of the entry points in pyproject.toml
+FACTORIES = {
+    "numpy-fp32": numpy_fp32,
+    "torch-eager": torch_eager,
+    "torch-compile": torch_compile,
+    "jax": jax_candidate,
+    "triton": triton_candidate,
+}

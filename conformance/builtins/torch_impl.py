@@ -1,0 +1,108 @@
+"""``torch-eager`` and ``torch-compile``: idiomatic PyTorch with autograd.
+
+Numerically stable by construction rather than by special cases: inputs are
+promoted to float32 (float64 stays float64); masked positions are selected
+away with ``where`` before any arithmetic (NaN * 0 is NaN); the gate is
+(4/tau) * exp(-softplus(-z)), whose autograd derivative sigmoid(z) *
+sigmoid(-z) never forms 1 - sigmoid(z); and log-ratios are clamped at a
+saturation point where the clamp is exact (``_common``).
+
+Both candidates run the same function, :func:`_sapo_core`; torch-compile
+wraps it in ``torch.compile(dynamic=True)``.  Temperatures and global counts
+reach it as tensors, so new values do not trigger recompilation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._common import LOG_RATIO_SATURATION
+
+
+def _compute_dtype(t):
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def _gate_from_z(z, tau):
+    """(4/tau) sigmoid(z) with a stable autograd derivative."""
+    return (4.0 / tau) * torch.exp(-F.softplus(-z))
+
+
+def _row_weights(n, T: int, counts, loss_agg_mode: str):
+    """Per-row weights c (float64, shape (B,)); counts[k] < 0 means 'local'."""
+    B = n.shape[0]
+    if loss_agg_mode == "token-mean":
+        N = torch.where(counts[0] >= 0, counts[0], n.sum())
+        return torch.where(N > 0, 1.0 / N.clamp(min=1), 0.0).expand(B)
+    if loss_agg_mode == "seq-mean-token-sum-norm":
+        return torch.full((B,), 1.0 / T if T else 0.0, dtype=n.dtype, device=n.device)
+    S = torch.where(counts[1] >= 0, counts[1], (n > 0).sum().to(n.dtype))
+    if loss_agg_mode == "seq-mean-token-sum":
+        return torch.where(S > 0, 1.0 / S.clamp(min=1), 0.0).expand(B)
+    return torch.where((n > 0) & (S > 0), 1.0 / (S.clamp(min=1) * n.clamp(min=1)), 0.0)
+
+
+def _sapo_core(logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mode: str):
+    cdt = taus.dtype
+    m = mask if mask.dtype == torch.bool else mask != 0
+    B, T = m.shape
+    raw = torch.where(m, logprob.to(cdt) - old_logprob.to(cdt), 0.0)
+    adv = advantages.to(cdt).reshape(B, -1)
+    a = torch.where(m, adv, 0.0)
+    tau = torch.where(a > 0, taus[0], taus[1])
+    # where, not clamp: clamp's gradient would turn a NaN token's NaN into 0
+    z = tau * torch.expm1(torch.where(raw > LOG_RATIO_SATURATION, LOG_RATIO_SATURATION, raw))
+    gate = _gate_from_z(z, tau)
+    c = _row_weights(m.sum(dim=-1, dtype=torch.float64), T, counts, loss_agg_mode)
+    loss = (-a * gate * c.to(cdt)[:, None]).sum()
+    count = m.sum().clamp(min=1).to(cdt)
+    raw_d = raw.detach()
+    metrics = {
+        "ppo_kl": -raw_d.sum() / count,
+        "avg_ratio": torch.where(m, torch.exp(raw_d), 0.0).sum() / count,
+        "avg_soft_gate": torch.where(m, gate.detach(), 0.0).sum() / count,
+        "pos_adv_frac": ((adv > 0) & m).sum().to(cdt) / count,
+    }
+    return loss, metrics
+
+
+def _tensor_args(logprob, tau_pos, tau_neg, global_token_count, global_seq_count):
+    cdt = _compute_dtype(logprob)
+    dev = logprob.device
+    taus = torch.tensor([tau_pos, tau_neg], dtype=cdt, device=dev)
+    counts = torch.tensor(
+        [-1.0 if global_token_count is None else float(global_token_count),
+         -1.0 if global_seq_count is None else float(global_seq_count)],
+        dtype=torch.float64, device=dev,
+    )
+    return taus, counts
+
+
+def sapo_torch(logprob, old_logprob, advantages, mask, *, tau_pos, tau_neg, loss_agg_mode,
+               global_token_count=None, global_seq_count=None):
+    taus, counts = _tensor_args(logprob, tau_pos, tau_neg, global_token_count, global_seq_count)
+    return _sapo_core(logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mode)
+
+
+_compiled = None
+
+
+def sapo_torch_compiled(logprob, old_logprob, advantages, mask, *, tau_pos, tau_neg, loss_agg_mode,
+                        global_token_count=None, global_seq_count=None):
+    global _compiled
+    if _compiled is None:
+        # one graph per (aggregation mode, dtype): more than dynamo's default
+        # of 8 recompilations, after which it would silently run eagerly
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        _compiled = torch.compile(_sapo_core, dynamic=True)
+    taus, counts = _tensor_args(logprob, tau_pos, tau_neg, global_token_count, global_seq_count)
+    return _compiled(logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mode)
+
+
+def gate_torch(ratio, advantages, tau_pos, tau_neg):
+    cdt = _compute_dtype(ratio)
+    r = ratio.to(cdt)
+    tau = torch.where(advantages.to(cdt) > 0, torch.tensor(tau_pos, dtype=cdt, device=r.device),
+                      torch.tensor(tau_neg, dtype=cdt, device=r.device))
+    return _gate_from_z(tau * (r - 1.0), tau)

@@ -1,0 +1,275 @@
+"""The candidate protocol: what an implementation declares and how it is called.
+
+A *candidate* is a SAPO loss implementation in some framework.  It declares
+what it claims (:class:`CandidateInfo`) and provides a *kernel*: a function in
+its own framework's terms,
+
+    kernel(logprob, old_logprob, advantages, mask, *, tau_pos, tau_neg,
+           loss_agg_mode[, global_token_count, global_seq_count])
+        -> loss | (loss, metrics) | KernelOutput
+
+taking framework tensors (already of the requested dtype, on the requested
+device) and returning the scalar loss, optionally with metrics and, for
+kernels that compute it themselves, the gradient with respect to
+``logprob``.  Everything else -- NumPy <-> framework conversion, autograd,
+device synchronisation -- is the job of the framework's *driver*
+(:mod:`conformance.drivers`), so a kernel never converts anything.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from sapo_ref import LOSS_AGG_MODES, METRIC_NAMES, PROFILES
+
+#: Dtype names a candidate may claim.
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+#: Devices a candidate may claim.
+DEVICES = ("cpu", "cuda")
+#: Advantage layouts: (B,), (B, 1), (B, T).
+ADVANTAGE_SHAPES = ("B", "B1", "BT")
+#: How a candidate wants its mask: boolean, or 0/1 in the inputs' dtype.
+MASK_KINDS = ("bool", "float")
+#: How the gradient is obtained: the framework's autograd on the returned
+#: loss, or the kernel returns it (``KernelOutput.grad``).
+GRAD_MODES = ("autograd", "explicit")
+FRAMEWORKS = ("numpy", "torch", "jax")
+
+
+class CandidateError(Exception):
+    """A candidate is malformed or cannot be loaded; the message is one line
+    naming the candidate."""
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """The per-call semantics the harness asks a candidate for."""
+
+    tau_pos: float = 1.0
+    tau_neg: float = 1.05
+    loss_agg_mode: str = "token-mean"
+    global_token_count: int | None = None
+    global_seq_count: int | None = None
+
+    def kernel_kwargs(self) -> dict:
+        """Keyword arguments for a kernel: the global counts only when set."""
+        kw = {"tau_pos": self.tau_pos, "tau_neg": self.tau_neg, "loss_agg_mode": self.loss_agg_mode}
+        if self.global_token_count is not None:
+            kw["global_token_count"] = self.global_token_count
+        if self.global_seq_count is not None:
+            kw["global_seq_count"] = self.global_seq_count
+        return kw
+
+    def oracle_kwargs(self) -> dict:
+        """Keyword arguments for ``sapo_ref.sapo_loss``."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class KernelOutput:
+    """What a kernel may return instead of a bare loss."""
+
+    loss: Any
+    grad: Any = None
+    metrics: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class CandidateInfo:
+    """What a candidate declares about itself.
+
+    Attributes:
+        name: unique name (the entry-point name for registered candidates).
+        framework: "numpy", "torch" or "jax" (Triton kernels run under torch).
+        framework_version: version of the framework, for reports.
+        version: the implementation's own version, if any.
+        description: one line.
+        devices: devices it supports ("cpu", "cuda").
+        dtypes: input dtypes it supports.
+        loss_agg_modes: aggregation modes it claims to implement.
+        profile: the named semantics it claims (``sapo_ref.PROFILES``).
+        deterministic: bit-identical results on identical inputs.
+        provides_grad: it provides d loss / d logprob (by autograd or explicitly).
+        metrics: which of ``sapo_ref.METRIC_NAMES`` it reports.
+        advantage_shapes: advantage layouts it accepts ("B", "B1", "BT").
+        mask_kind: "bool" or "float".
+        global_counts: accepts ``global_token_count`` / ``global_seq_count``.
+        requires_tau_order: only defined for tau_neg >= tau_pos (Trinity-RFT
+            asserts it); the suites then never ask for tau_pos > tau_neg.
+    """
+
+    name: str
+    framework: str
+    framework_version: str = ""
+    version: str = ""
+    description: str = ""
+    devices: tuple[str, ...] = ("cpu",)
+    dtypes: tuple[str, ...] = ("float32",)
+    loss_agg_modes: tuple[str, ...] = LOSS_AGG_MODES
+    profile: str = "canonical"
+    deterministic: bool = False
+    provides_grad: bool = True
+    metrics: tuple[str, ...] = ()
+    advantage_shapes: tuple[str, ...] = ADVANTAGE_SHAPES
+    mask_kind: str = "bool"
+    global_counts: bool = False
+    requires_tau_order: bool = False
+
+    def __post_init__(self):
+        def bad(field_name, value, valid):
+            raise CandidateError(
+                f"candidate {self.name!r}: invalid {field_name} {value!r} (valid: {', '.join(valid)})"
+            )
+
+        if not isinstance(self.name, str) or not self.name:
+            raise CandidateError(f"candidate name must be a non-empty string, got {self.name!r}")
+        if self.framework not in FRAMEWORKS:
+            bad("framework", self.framework, FRAMEWORKS)
+        for field_name, valid in (
+            ("devices", DEVICES),
+            ("dtypes", DTYPES),
+            ("loss_agg_modes", LOSS_AGG_MODES),
+            ("metrics", METRIC_NAMES),
+            ("advantage_shapes", ADVANTAGE_SHAPES),
+        ):
+            values = getattr(self, field_name)
+            if isinstance(values, str) or not isinstance(values, (tuple, list)):
+                bad(field_name, values, valid)
+            for v in values:
+                if v not in valid:
+                    bad(field_name, v, valid)
+            object.__setattr__(self, field_name, tuple(values))
+        for field_name in ("devices", "dtypes", "loss_agg_modes", "advantage_shapes"):
+            if not getattr(self, field_name):
+                raise CandidateError(f"candidate {self.name!r}: {field_name} must not be empty")
+        if self.profile not in PROFILES:
+            bad("profile", self.profile, tuple(PROFILES))
+        if self.mask_kind not in MASK_KINDS:
+            bad("mask_kind", self.mask_kind, MASK_KINDS)
+
+    def as_dict(self) -> dict:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@dataclass
+class Candidate:
+    """A SAPO implementation the harness can certify.
+
+    Args:
+        info: its claims.
+        kernel: the loss function in its framework's terms (module docstring).
+        grad: "autograd" or "explicit" (see ``GRAD_MODES``).
+        gate: optional ``gate(ratio, advantages, tau_pos, tau_neg)`` in the
+            framework's terms, checked against ``sapo_ref.soft_gate``.
+        requires: import names that must be importable for it to run.
+        check: optional ``check(device) -> str | None`` returning why it cannot
+            run on ``device`` (e.g. a missing compiler), or None.
+        setup: optional ``setup(device)`` run once before the first call on a
+            device (e.g. selecting the Triton interpreter).
+    """
+
+    info: CandidateInfo
+    kernel: Callable[..., Any]
+    grad: str = "autograd"
+    gate: Callable[..., Any] | None = None
+    requires: tuple[str, ...] = ()
+    check: Callable[[str], str | None] | None = None
+    setup: Callable[[str], None] | None = None
+    _ready: set = field(default_factory=set, repr=False)
+
+    def __post_init__(self):
+        if not isinstance(self.info, CandidateInfo):
+            raise CandidateError(f"candidate info must be a CandidateInfo, got {type(self.info).__name__}")
+        if not callable(self.kernel):
+            raise CandidateError(f"candidate {self.info.name!r}: kernel is not callable")
+        if self.grad not in GRAD_MODES:
+            raise CandidateError(
+                f"candidate {self.info.name!r}: invalid grad mode {self.grad!r} (valid: {', '.join(GRAD_MODES)})"
+            )
+        if self.grad == "autograd" and self.info.framework == "numpy" and self.info.provides_grad:
+            raise CandidateError(f"candidate {self.info.name!r}: numpy has no autograd; use grad='explicit'")
+        self.requires = tuple(self.requires) or (self.info.framework,)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def availability(self, device: str | None = None) -> Availability:
+        """Whether it can run here (on ``device``, default: any it claims)."""
+        for module in self.requires:
+            if importlib.util.find_spec(module) is None:
+                return Availability(False, f"{module} not installed")
+        from .drivers import get_driver
+
+        driver = get_driver(self.info.framework)
+        devices = (device,) if device else self.info.devices
+        reasons = []
+        for dev in devices:
+            if dev not in self.info.devices:
+                reasons.append(f"{dev} not claimed")
+                continue
+            why = driver.device_unavailable(dev)
+            if why is None and self.check is not None:
+                why = self.check(dev)
+            if why is None:
+                return Availability(True)
+            reasons.append(why)
+        return Availability(False, "; ".join(reasons))
+
+    def runnable_devices(self) -> tuple[str, ...]:
+        return tuple(d for d in self.info.devices if self.availability(d))
+
+    def ensure_setup(self, device: str) -> None:
+        if self.setup is not None and device not in self._ready:
+            self.setup(device)
+            self._ready.add(device)
+
+    def with_info(self, **changes) -> "Candidate":
+        """A copy with some claims changed (e.g. a different name or profile)."""
+        return replace(self, info=replace(self.info, **changes), _ready=set())
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Inputs in float64 NumPy: logprob, old_logprob, advantages, mask."""
+
+    logprob: np.ndarray
+    old_logprob: np.ndarray
+    advantages: np.ndarray
+    mask: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.logprob.shape  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Output:
+    """A candidate's results, converted to float64 NumPy by its driver.
+
+    ``inputs`` holds the inputs exactly as the candidate saw them (after
+    rounding to its dtype), for the oracle to evaluate on.
+    """
+
+    loss: float
+    grad: np.ndarray | None
+    metrics: Mapping[str, float]
+    inputs: Batch
+    dtype: str
+    device: str
+    grad_dtype: str | None = None
+    loss_dtype: str | None = None
+    modified_inputs: tuple[str, ...] = ()

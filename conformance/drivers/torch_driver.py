@@ -1,0 +1,77 @@
+"""PyTorch driver: autograd (loss.backward()) or an explicit gradient; CPU and CUDA."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..candidate import CandidateError
+from ._base import Driver
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+class TorchDriver(Driver):
+    framework = "torch"
+
+    def device_unavailable(self, device):
+        torch = _torch()
+        if device == "cpu":
+            return None
+        if device == "cuda":
+            return None if torch.cuda.is_available() else "no CUDA device"
+        return f"unknown device {device!r}"
+
+    def _dtype(self, dtype):
+        torch = _torch()
+        return torch.bool if dtype == "bool" else getattr(torch, dtype)
+
+    def to_framework(self, array, dtype, device, *, requires_grad=False):
+        torch = _torch()
+        t = torch.tensor(np.asarray(array)).to(device=device, dtype=self._dtype(dtype)).contiguous()
+        if requires_grad:
+            t.requires_grad_(True)
+        return t
+
+    def to_numpy(self, value):
+        torch = _torch()
+        if isinstance(value, torch.Tensor):
+            return value.detach().to("cpu", torch.float64).numpy()
+        return np.asarray(value, dtype=np.float64)
+
+    def dtype_name(self, value):
+        torch = _torch()
+        if isinstance(value, torch.Tensor):
+            return str(value.dtype).replace("torch.", "")
+        return np.asarray(value).dtype.name
+
+    def raw_bytes(self, value):
+        flat = value.detach().contiguous().reshape(-1).to("cpu")
+        return flat.view(_torch().uint8).numpy().tobytes()
+
+    def _sync(self, device):
+        if device == "cuda":
+            _torch().cuda.synchronize()
+
+    def run(self, prepared, options):
+        torch = _torch()
+        cand = prepared.candidate
+        lp = prepared.tensors["logprob"]
+        if lp.grad is not None:
+            lp.grad = None
+        loss, grad, metrics = self.split_output(prepared, self.call_kernel(prepared, options))
+        if cand.info.provides_grad and cand.grad == "autograd":
+            if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
+                raise CandidateError(f"candidate {cand.name!r}: the loss is not differentiable (no grad_fn)")
+            loss.backward()
+            grad = lp.grad
+            if grad is None:
+                grad = torch.zeros_like(lp)  # the loss does not depend on logprob
+        self._sync(prepared.device)
+        return loss, grad, metrics
+
+    def unpack(self, prepared, raw):
+        return raw
