@@ -40,7 +40,7 @@ def _lazy(module: str, attr: str):
 
 
 def numpy_fp32() -> Candidate:
-    from .numpy_fp32 import gate_numpy, sapo_numpy
+    from .numpy_impl import gate_numpy, sapo_numpy
 
     dtypes = ("float32", "float16") + (("bfloat16",) if importlib.util.find_spec("ml_dtypes") else ())
     info = CandidateInfo(
@@ -110,10 +110,15 @@ def _cuda_available() -> bool:
 
 
 def _triton_check(device: str) -> str | None:
-    if device == "cpu":
-        module = f"{__name__}.triton_impl"
-        if module in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
-            return "the Triton kernel was already compiled for CUDA in this process"
+    """On the CPU the kernel needs the interpreter, which must be selected
+    before anything imports triton.language (torch.compile does)."""
+    if device == "cpu" and "triton.language" in sys.modules:
+        from triton.runtime.interpreter import InterpretedFunction
+        import triton.language as tl
+
+        if not isinstance(tl.sum, InterpretedFunction):
+            return ("triton was imported without TRITON_INTERPRET=1 (torch.compile imports it); "
+                    "set TRITON_INTERPRET=1 before starting Python, or run this candidate in its own process")
     return None
 
 

@@ -1,0 +1,98 @@
+"""Each adapter, with a small function or class written in that framework's
+style (tests/harness/example_candidates.py), loaded through module:attr."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conformance import CandidateError, load_candidate
+from conformance.adapters import from_torch_loss, from_verl_policy_loss, normalise_metrics
+from conformance.candidate import CallOptions
+from conformance.cases import CASES_BY_ID
+from conformance.evaluate import evaluate
+from sapo_ref import LOSS_AGG_MODES
+
+EX = "tests.harness.example_candidates"
+CASE_IDS = ("realistic", "empty-row", "temperatures-0.5-4", "per-token-advantages")
+
+
+@pytest.mark.parametrize("target", ["torch_candidate", "jax_candidate", "trinity_candidate", "verl_candidate",
+                                    "verl_old_style"])
+@pytest.mark.parametrize("case_id", CASE_IDS)
+def test_adapted_correct_implementations_pass(target, case_id):
+    cand = load_candidate(f"{EX}:{target}")
+    case = CASES_BY_ID[case_id]
+    for mode in LOSS_AGG_MODES:
+        ev = evaluate(cand, case.make(), dtype="float32", options=CallOptions(case.tau_pos, case.tau_neg, mode))
+        assert ev.passed, [c.describe() for c in ev.failures()]
+
+
+def test_trinity_published_surrogate_is_caught():
+    """The detached-gate surrogate: right gate, wrong loss and gradient."""
+    cand = load_candidate(f"{EX}:trinity_published")
+    ev = evaluate(cand, CASES_BY_ID["realistic"].make(), dtype="float32", options=CallOptions())
+    failed = {c.quantity for c in ev.failures()}
+    assert {"loss", "grad"} <= failed
+    assert "metric:avg_soft_gate" not in failed
+
+
+def test_verl_adapter_passes_global_batch_info_and_uses_make_config():
+    from tests.harness import example_candidates as ex
+
+    seen = []
+
+    def make_config(**kw):
+        seen.append(kw)
+        from types import SimpleNamespace
+
+        return SimpleNamespace(**kw)
+
+    cand = from_verl_policy_loss(ex.compute_policy_loss_sapo, name="verl-made", make_config=make_config, dp_size=1)
+    batch = CASES_BY_ID["realistic"].make()
+    ev = evaluate(cand, batch, dtype="float32", options=CallOptions(global_seq_count=10, global_token_count=99))
+    assert ev.passed, [c.describe() for c in ev.failures()]
+    assert seen[-1]["global_batch_info"] == {"dp_size": 1, "batch_num_tokens": 99, "global_batch_size": 10}
+    assert seen[-1]["tau_pos"] == 1.0
+
+
+def test_verl_profile_rounds_tau_like_verl():
+    """verl casts tau to the advantages' dtype: in bfloat16, 1.05 -> 1.046875;
+    the verl profile tells the oracle to do the same."""
+    cand = load_candidate(f"{EX}:verl_candidate").with_info(dtypes=("float32", "bfloat16"))
+    ev = evaluate(cand, CASES_BY_ID["realistic"].make(), dtype="bfloat16", options=CallOptions())
+    assert ev.reference.semantics.tau_neg == 1.046875
+    assert ev.passed, [c.describe() for c in ev.failures()]
+
+
+def test_metric_names_are_normalised():
+    assert normalise_metrics({"actor/ppo_kl": 1.0, "sapo_loss": 2.0, "avg_ratio": 3.0}) == {
+        "ppo_kl": 1.0, "avg_ratio": 3.0}
+
+
+def test_adapter_errors():
+    with pytest.raises(CandidateError, match="expected a function"):
+        from_torch_loss(3, name="x")
+    with pytest.raises(CandidateError, match="invalid dtypes"):
+        from_torch_loss(lambda *a, **k: 0, name="x", dtypes=("half",))
+    from conformance.adapters import from_trinity_policy_loss
+
+    with pytest.raises(CandidateError, match="expected a class"):
+        from_trinity_policy_loss(lambda: 0)
+
+
+def test_adapter_that_returns_a_bad_tuple_is_reported():
+    import torch
+
+    cand = from_torch_loss(lambda *a, **k: (torch.tensor(0.0, requires_grad=True), 1, 2), name="bad-tuple")
+    with pytest.raises(CandidateError, match="bad-tuple.*tuple of 3"):
+        evaluate(cand, CASES_BY_ID["realistic"].make(), dtype="float32")
+
+
+def test_non_differentiable_loss_is_reported():
+    import torch
+
+    cand = from_torch_loss(lambda *a, **k: torch.tensor(0.0), name="constant")
+    with pytest.raises(CandidateError, match="'constant': the loss is not differentiable"):
+        evaluate(cand, CASES_BY_ID["realistic"].make(), dtype="float32")
+    assert np.isfinite(0.0)
