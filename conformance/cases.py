@@ -145,6 +145,17 @@ def _heavy_tails():
     return Batch(lp, olp, rng.normal(0, 1, B), rng.random((B, T)) < 0.85)
 
 
+def _gate_knee():
+    """Log-ratios where the gate is steep (z from about 1 to 50): every
+    gradient is small, so each is held to its own accuracy, and forming
+    1 - sigmoid(z) in float32 shows."""
+    rng = _rng(16)
+    B, T = 3, 40
+    olp = -rng.exponential(1.0, (B, T))
+    d = np.linspace(0.7, 4.0, T)[None, :] + rng.normal(0, 0.01, (B, T))
+    return Batch(olp + d, olp, np.array([1.0, -0.8, 0.5]), np.ones((B, T), bool))
+
+
 def _long_row():
     rng = _rng(15)
     T = 32768
@@ -172,6 +183,7 @@ CASES: tuple[Case, ...] = (
     Case("per-token-advantages", "advantages of shape (B, T)", _per_token_advantages),
     Case("nan-unmasked", "NaN log-prob at an unmasked position (the loss is NaN)", _nan_unmasked),
     Case("heavy-tails", "log-ratios with Student-t tails", _heavy_tails),
+    Case("gate-knee", "every log-ratio on the gate's steep knee (z from 1 to 50)", _gate_knee),
     Case("long-row", "T = 32768", _long_row, long=True),
 )
 

@@ -1,16 +1,42 @@
-"""The ``sapo-conformance`` command line."""
+"""The ``sapo-conformance`` command line.
+
+Exit codes (README, "Exit codes"): 0 success (conformant), 1 non-conformant
+or a regression, 2 usage or input error, 3 harness error, 4 the candidate
+cannot run here.  User errors are one line on stderr, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
+import time
+from pathlib import Path
 
+from sapo_ref import LOSS_AGG_MODES
 from sapo_ref._version import ORACLE_VERSION, __version__
 
-#: Exit codes (README, "Exit codes").
 EXIT_OK = 0
 EXIT_NONCONFORMANT = 1
 EXIT_USAGE = 2
+EXIT_HARNESS = 3
+EXIT_UNAVAILABLE = 4
+
+REPORT_FILES = ("report.json", "report.md", "report.html")
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit 2."""
+
+
+def _err(message: str) -> None:
+    print(f"sapo-conformance: {message}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------
+# selfcheck, list
+# ---------------------------------------------------------------------------
 
 
 def _cmd_selfcheck(args) -> int:
@@ -26,7 +52,7 @@ def _list_rows():
     for reg in registered_candidates():
         if reg.candidate is None:
             rows.append(dict(name=reg.name, framework="-", version="-", dtypes=[], devices=[], profile="-",
-                             runs_here=False, reason=reg.error, target=reg.target))
+                             runs_here=False, here=[], reason=reg.error, target=reg.target))
             continue
         info = reg.candidate.info
         avail = reg.candidate.availability()
@@ -58,28 +84,267 @@ def _cmd_list(args) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------
+# run
+# ---------------------------------------------------------------------------
+
+
+def _prepare_report_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create report directory {path}: {exc.strerror or exc}") from None
+    if not path.is_dir():
+        raise UsageError(f"report directory {path} is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"report directory {path} is not writable")
+    return path
+
+
+def write_reports(report: dict, report_dir: Path, junit: Path | None = None) -> None:
+    """All files of one run, each atomically; report.json last, so a complete
+    report.json means the set is complete.  Files of an earlier run that this
+    run does not rewrite are removed first, so runs are never mixed."""
+    from . import render
+    from .report import atomic_write, dumps
+
+    for name in REPORT_FILES:
+        stale = report_dir / name
+        if stale.exists() and name != "report.json":
+            stale.unlink()
+    atomic_write(report_dir / "report.md", render.render_markdown(report))
+    atomic_write(report_dir / "report.html", render.render_html(report))
+    if junit is not None:
+        atomic_write(junit, render.render_junit(report))
+    atomic_write(report_dir / "report.json", dumps(report))
+
+
+def _command_line(argv) -> str:
+    return "sapo-conformance " + " ".join(shlex.quote(a) for a in argv)
+
+
+def _run_one(spec, args, report_dir: Path, command: str, *, quiet: bool) -> tuple[int, dict | None, str]:
+    """Certify one candidate; returns (exit code, report or None, reason)."""
+    from .candidate import CandidateError
+    from .loading import load_candidate
+    from .report import build_report
+    from .runner import plan, run_units, terminal_progress
+
+    try:
+        cand = load_candidate(spec)
+    except CandidateError as exc:
+        raise UsageError(str(exc)) from None
+    avail = cand.availability(args.device)
+    if not avail:
+        return EXIT_UNAVAILABLE, None, f"{cand.name} cannot run on {args.device}: {avail.reason}"
+    try:
+        units = plan(cand, dtypes=args.dtype, modes=args.mode, checks=args.check)
+    except CandidateError as exc:
+        raise UsageError(str(exc)) from None
+    if not units:
+        raise UsageError(f"no check matches {', '.join(args.check or ['*'])} for {cand.name}")
+    if not quiet:
+        print(f"certifying {cand.name} ({len(units)} checks, profile {args.profile}, device {args.device})",
+              file=sys.stderr)
+    start = time.perf_counter()
+    records = run_units(cand, units, device=args.device, profile=args.profile, seed=args.seed,
+                        progress=None if quiet else terminal_progress())
+    report_path = str(report_dir / "report.json")
+    report = build_report(cand, spec if isinstance(spec, str) else cand.name, records, profile=args.profile,
+                          seed=args.seed, device=args.device, dtypes=args.dtype or cand.info.dtypes,
+                          modes=args.mode or cand.info.loss_agg_modes, checks=args.check,
+                          duration_s=time.perf_counter() - start, command=command, report_path=report_path)
+    write_reports(report, report_dir, Path(args.junit) if args.junit else None)
+    code = EXIT_OK if report["verdict"] == "conformant" else EXIT_NONCONFORMANT
+    return code, report, ""
+
+
+def _cmd_run(args) -> int:
+    from . import render
+    from .loading import ENV_VAR
+
+    command = _command_line(args.argv)
+    report_dir = _prepare_report_dir(Path(args.report_dir))
+    if args.all:
+        return _run_all(args, report_dir, command)
+    spec = args.candidate or os.environ.get(ENV_VAR)
+    if not spec:
+        raise UsageError(f"no candidate given: pass a name or module:attr, set {ENV_VAR}, or use --all")
+    code, report, reason = _run_one(spec, args, report_dir, command, quiet=args.quiet)
+    if report is None:
+        _err(reason)
+        return code
+    print(render.terminal_summary(report))
+    print(f"report: {report_dir / 'report.html'} (also report.json, report.md)")
+    return code
+
+
+def _run_all(args, report_dir: Path, command: str) -> int:
+    from . import render
+    from .loading import registered_candidates
+    from .report import atomic_write, dumps
+
+    if args.candidate:
+        raise UsageError("give either a candidate or --all, not both")
+    entries, worst = [], EXIT_OK
+    for reg in registered_candidates():
+        if reg.candidate is None:
+            entries.append({"name": reg.name, "status": "error", "reason": reg.error})
+            worst = max(worst, EXIT_NONCONFORMANT)
+            continue
+        sub = _prepare_report_dir(report_dir / reg.name)
+        code, report, reason = _run_one(reg.name, args, sub, command, quiet=args.quiet)
+        if report is None:
+            entries.append({"name": reg.name, "status": "unavailable", "reason": reason})
+            print(f"{reg.name}: skipped ({reason})", file=sys.stderr)
+            continue
+        entries.append({"name": reg.name, "status": "ran", "report": report})
+        print(f"{reg.name}: {report['verdict']}", file=sys.stderr)
+        worst = max(worst, code)
+    m = render.matrix(entries)
+    atomic_write(report_dir / "matrix.md", render.render_matrix_markdown(m))
+    atomic_write(report_dir / "matrix.html", render.render_matrix_html(m))
+    atomic_write(report_dir / "matrix.json", dumps(m))
+    print(render.render_matrix_markdown(m))
+    return worst
+
+
+# ---------------------------------------------------------------------------
+# reproduce, diff
+# ---------------------------------------------------------------------------
+
+
+def _cmd_reproduce(args) -> int:
+    from .candidate import CandidateError
+    from .cases import CASES_BY_ID
+    from .evaluate import evaluate
+    from .loading import load_candidate
+    from .report import ReportError, decode_counterexample, load_report
+
+    try:
+        report = load_report(args.report)
+    except ReportError as exc:
+        raise UsageError(str(exc)) from None
+    rec = next((r for r in report["checks"] if r["id"] == args.check_id), None)
+    if rec is None:
+        raise UsageError(f"{args.report}: no check {args.check_id!r}")
+    ce = rec.get("counterexample")
+    if not ce:
+        p = rec["params"]
+        cmd = (f"sapo-conformance run {shlex.quote(report['candidate']['spec'])} --check "
+               f"{shlex.quote(rec['check'].split(':')[0])} --dtype {p['dtype']}"
+               + (f" --mode {p['loss_agg_mode']}" if p["loss_agg_mode"] else "")
+               + f" --seed {report['run']['seed']} --profile {report['run']['profile']}")
+        print(f"{rec['id']} has no single counterexample; re-run its check:\n  {cmd}")
+        return EXIT_USAGE
+    try:
+        example = decode_counterexample(ce)
+        cand = load_candidate(report["candidate"]["spec"])
+    except (ValueError, CandidateError) as exc:
+        raise UsageError(str(exc)) from None
+    batch = example.batch if example.batch is not None else CASES_BY_ID[example.case].make()
+    ev = evaluate(cand, batch, dtype=example.dtype, device=rec["params"]["device"], options=example.options,
+                  layout=example.layout)
+    print(f"{rec['id']} on {cand.name}: options {example.options}, dtype {example.dtype}, "
+          f"layout {example.layout}")
+    for comp in ev.comparisons:
+        print("  " + comp.describe())
+    return EXIT_OK if ev.passed else EXIT_NONCONFORMANT
+
+
+def _cmd_diff(args) -> int:
+    from . import render
+    from .report import ReportError, load_report
+
+    try:
+        old, new = load_report(args.old), load_report(args.new)
+    except ReportError as exc:
+        raise UsageError(str(exc)) from None
+    d = render.diff_reports(old, new)
+    print(render.render_diff(d))
+    return EXIT_NONCONFORMANT if d["regression"] else EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# parser
+# ---------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .checks import SUITE_PROFILES
+
     parser = argparse.ArgumentParser(
         prog="sapo-conformance",
         description="Reference oracle and conformance harness for the SAPO policy loss.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__} (oracle {ORACLE_VERSION})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
     p = sub.add_parser("selfcheck", help="check the oracle against closed forms, limits and invariants")
     p.set_defaults(func=_cmd_selfcheck)
+
     p = sub.add_parser("list", help="list registered candidates and whether they can run here")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("run", help="certify a candidate and write a conformance report")
+    p.add_argument("candidate", nargs="?", help="registered name or module:attr (default: $SAPO_CANDIDATE)")
+    p.add_argument("--all", action="store_true", help="certify every registered candidate; write a matrix")
+    p.add_argument("--profile", choices=sorted(SUITE_PROFILES), default="default",
+                   help="quick (seconds), default (CI), thorough (hunts worst cases)")
+    p.add_argument("--report-dir", default="sapo-report", help="where to write report.json/.md/.html")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--dtype", action="append", help="restrict to this dtype (repeatable)")
+    p.add_argument("--mode", action="append", choices=LOSS_AGG_MODES, help="restrict to this aggregation mode")
+    p.add_argument("--check", action="append", help="only checks matching this glob (repeatable), e.g. 'edge.*'")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random checks (default 0: reproducible)")
+    p.add_argument("--junit", help="also write JUnit XML to this file")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("reproduce", help="re-run one failing check of a report on its counterexample")
+    p.add_argument("report", help="a report.json")
+    p.add_argument("check_id", help="the check's id, e.g. 'random:grad[float32,token-mean]'")
+    p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("diff", help="what changed between two reports; exit 1 on a regression")
+    p.add_argument("old")
+    p.add_argument("new")
+    p.set_defaults(func=_cmd_diff)
     return parser
 
 
+def _select_triton_backend() -> None:
+    """Without a GPU, Triton kernels can only run under the Triton
+    interpreter, which must be chosen before anything imports triton
+    (torch.compile does).  An explicit TRITON_INTERPRET is respected."""
+    if "TRITON_INTERPRET" not in os.environ and not os.path.exists("/dev/nvidiactl"):
+        os.environ["TRITON_INTERPRET"] = "1"
+
+
 def main(argv=None) -> int:
+    _select_triton_backend()
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors exit 2, --help/--version exit 0
+        return int(exc.code or 0)
+    args.argv = argv
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_HARNESS
+    except Exception as exc:  # a bug in the harness: say so, with the cause
+        _err(f"harness error: {type(exc).__name__}: {exc}")
+        return EXIT_HARNESS
 
 
 if __name__ == "__main__":

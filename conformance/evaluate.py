@@ -42,52 +42,90 @@ def reference_for(candidate: Candidate, inputs: Batch, options: CallOptions, dty
                               profile=profile, **options.oracle_kwargs(), **extra)
 
 
-def _metric_terms(name: str, ref: sapo_ref.SAPOResult, inputs: Batch) -> np.ndarray:
-    """The terms a metric averages (their magnitudes set its tolerance)."""
+@dataclass(frozen=True)
+class Conditioning:
+    """How sensitive each token's gradient and gate are to the rounding of
+    its log-ratio in the candidate's compute precision (tolerance module)."""
+
+    grad: np.ndarray
+    gate: np.ndarray
+    log_ratio: np.ndarray  # |log-ratio|, 0 at masked positions
+
+
+def conditioning(ref: sapo_ref.SAPOResult, inputs: Batch) -> Conditioning:
+    sem = ref.semantics
+    m = inputs.mask.astype(bool)
+    B, T = m.shape
+    adv = np.broadcast_to(np.asarray(inputs.advantages, dtype=np.float64).reshape(B, -1), (B, T))
+    with np.errstate(invalid="ignore", over="ignore"):
+        tau = np.where(adv > 0, sem.tau_pos, sem.tau_neg)
+        sig = ref.gate * tau / 4  # sigmoid(z)
+        tr = tau * ref.ratio
+        d = np.abs(inputs.logprob - inputs.old_logprob)
+        if sem.log_ratio_clamp is not None:
+            d = np.minimum(d, sem.log_ratio_clamp)
+        d = np.where(m & np.isfinite(d), d, 0.0)
+        grad = np.abs(1 + (1 - 2 * sig) * tr) * (1 + d)
+        gate = np.abs((1 - sig) * tr) * (1 + d)
+
+    def clean(x):
+        return np.where(m & np.isfinite(x), x, 0.0)
+
+    return Conditioning(clean(grad), clean(gate), d)
+
+
+def _metric_terms(name: str, ref: sapo_ref.SAPOResult, inputs: Batch, cond: Conditioning):
+    """The terms a metric averages and their conditioned magnitudes."""
     m = inputs.mask.astype(bool)
     if name == "ppo_kl":
-        with np.errstate(invalid="ignore"):
-            d = (inputs.logprob - inputs.old_logprob)[m]
-        c = ref.semantics.log_ratio_clamp
-        return np.clip(d, -c, c) if c is not None else d
+        return cond.log_ratio[m], np.zeros(int(m.sum()))
     if name == "avg_ratio":
-        return ref.ratio[m]
+        r = ref.ratio[m]
+        with np.errstate(invalid="ignore", over="ignore"):
+            return r, np.where(np.isfinite(r), r * cond.log_ratio[m], 0.0)
     if name == "avg_soft_gate":
-        return ref.gate[m]
-    return np.ones(int(m.sum()))  # pos_adv_frac: a count
+        return ref.gate[m], ref.gate[m] * cond.gate[m]
+    return np.ones(int(m.sum())), np.zeros(int(m.sum()))  # pos_adv_frac: a count
 
 
 def compare(candidate: Candidate, out: Output, ref: sapo_ref.SAPOResult) -> tuple[tol.Comparison, ...]:
-    """Loss, gradient (masked positions exactly 0), claimed metrics, inputs."""
+    """Loss, gradient (dtype, masked positions exactly 0), claimed metrics, inputs."""
     info = candidate.info
     mask = out.inputs.mask.astype(bool)
     acc = tol.accumulation_dtype(out.dtype)
+    cond = conditioning(ref, out.inputs)
     n = int(mask.sum())
     with np.errstate(invalid="ignore", over="ignore"):
-        loss_terms = float(np.nansum(np.abs(ref.agg_weight * ref.token_loss)))
+        weighted = np.abs(ref.agg_weight * ref.token_loss)
+        loss_terms = float(np.nansum(weighted))
+        loss_cond = float(np.nansum(weighted * cond.gate))
     comps = [tol.compare_scalar("loss", out.loss, ref.loss, terms_abs_sum=loss_terms, n_terms=n,
-                                out_dtype=out.loss_dtype or out.dtype, acc_dtype=acc)]
+                                out_dtype=out.loss_dtype or out.dtype, acc_dtype=acc, cond_abs_sum=loss_cond)]
     if info.provides_grad and out.grad is not None:
-        comps.append(tol.compare_elementwise("grad", out.grad, ref.grad, out.grad_dtype or out.dtype, where=mask))
+        comps.append(tol.compare_elementwise("grad", out.grad, ref.grad, out.grad_dtype or out.dtype, where=mask,
+                                             cond=cond.grad, compute_dtype=acc))
+        comps.append(tol.exact("grad-dtype", out.grad_dtype == out.dtype,
+                               f"gradient is {out.grad_dtype}, logprob is {out.dtype}"))
         masked = out.grad[~mask]
         nonzero = np.flatnonzero(masked != 0)
-        comps.append(tol.Comparison(
-            "grad_masked_zero", nonzero.size == 0, 0.0 if nonzero.size == 0 else np.inf, 0.0,
-            "" if nonzero.size == 0 else f"{nonzero.size} masked positions have a non-zero gradient "
-            f"(first {masked[nonzero[0]]!r})"))
+        comps.append(tol.exact("grad-masked-zero", nonzero.size == 0,
+                               f"{nonzero.size} masked positions have a non-zero gradient "
+                               f"(first {masked[nonzero[0]] if nonzero.size else 0!r})"))
     count = n + ref.semantics.token_count_eps
     for name in info.metrics:
         if name not in out.metrics:
-            comps.append(tol.Comparison(f"metric:{name}", False, np.inf, 0.0, "claimed but not reported"))
+            comps.append(tol.exact(f"metric:{name}", False, "claimed but not reported"))
             continue
-        terms = _metric_terms(name, ref, out.inputs)
+        terms, conds = _metric_terms(name, ref, out.inputs, cond)
         with np.errstate(invalid="ignore", over="ignore"):
-            scale = float(np.sum(np.abs(terms))) / count if count else 0.0
+            total = float(np.sum(np.abs(terms)))
+            scale = total / count if count else 0.0
+            cscale = float(np.sum(np.abs(conds))) / count if count else 0.0
         comps.append(tol.compare_scalar(f"metric:{name}", out.metrics[name], ref.metrics[name],
-                                        terms_abs_sum=scale, n_terms=max(n, 1), out_dtype="float32", acc_dtype=acc))
-    comps.append(tol.Comparison(
-        "inputs_unmodified", not out.modified_inputs, 0.0 if not out.modified_inputs else np.inf, 0.0,
-        "" if not out.modified_inputs else f"modified: {', '.join(out.modified_inputs)}"))
+                                        terms_abs_sum=scale, n_terms=max(n, 1), out_dtype="float32",
+                                        acc_dtype=acc, cond_abs_sum=cscale, partial_sums_max=total))
+    comps.append(tol.exact("inputs-unmodified", not out.modified_inputs,
+                           f"modified: {', '.join(out.modified_inputs)}"))
     return tuple(comps)
 
 

@@ -38,6 +38,17 @@ TALLY = _Tally()
 
 
 def pytest_terminal_summary(terminalreporter):
+    from tests.test_mutants import KILL_TABLE, MUTANTS
+
+    if KILL_TABLE:
+        terminalreporter.write_sep("-", "mutant kill table (mutant -> checks that caught it)")
+        for m in MUTANTS:
+            caught = KILL_TABLE.get(m.name)
+            if caught is None:
+                shown = "NOT CAUGHT (or not run)"
+            else:
+                shown = ", ".join(caught[:6]) + (f" (+{len(caught) - 6} more)" if len(caught) > 6 else "")
+            terminalreporter.write_line(f"  {m.name:<26} {shown}")
     if TALLY.count:
         worst = ", ".join(f"{k} {v:.2f}" for k, v in sorted(TALLY.worst.items()))
         terminalreporter.write_line(

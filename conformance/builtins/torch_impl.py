@@ -4,8 +4,9 @@ Numerically stable by construction rather than by special cases: inputs are
 promoted to float32 (float64 stays float64); masked positions are selected
 away with ``where`` before any arithmetic (NaN * 0 is NaN); the gate is
 (4/tau) * exp(-softplus(-z)), whose autograd derivative sigmoid(z) *
-sigmoid(-z) never forms 1 - sigmoid(z); and log-ratios are clamped at a
-saturation point where the clamp is exact (``_common``).
+sigmoid(-z) never forms 1 - sigmoid(z); expm1's derivative is exp itself,
+not expm1 + 1; and log-ratios are clamped at a saturation point where the
+clamp is exact (``_common``).
 
 Both candidates run the same function, :func:`_sapo_core`; torch-compile
 wraps it in ``torch.compile(dynamic=True)``.  Temperatures and global counts
@@ -24,9 +25,28 @@ def _compute_dtype(t):
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
+class _Expm1(torch.autograd.Function):
+    """expm1 whose derivative is exp(x) itself.  torch's own expm1 backward
+    forms exp(x) as expm1(x) + 1, which cancels catastrophically for x << 0:
+    at a log-ratio of -11 the float32 gradient is off by 0.2 %."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.expm1(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * torch.exp(x)
+
+
 def _gate_from_z(z, tau):
-    """(4/tau) sigmoid(z) with a stable autograd derivative."""
-    return (4.0 / tau) * torch.exp(-F.softplus(-z))
+    """(4/tau) sigmoid(z) with a stable autograd derivative.  softplus's
+    default threshold of 20 (softplus(x) = x beyond it) is a float32
+    shortcut: it drops log1p(exp(-x)) ~ 2e-9, millions of float64 ulps, so
+    the threshold is 40 (exp(-40) < float64 epsilon)."""
+    return (4.0 / tau) * torch.exp(-F.softplus(-z, threshold=40.0))
 
 
 def _row_weights(n, T: int, counts, loss_agg_mode: str):
@@ -52,7 +72,7 @@ def _sapo_core(logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mo
     a = torch.where(m, adv, 0.0)
     tau = torch.where(a > 0, taus[0], taus[1])
     # where, not clamp: clamp's gradient would turn a NaN token's NaN into 0
-    z = tau * torch.expm1(torch.where(raw > LOG_RATIO_SATURATION, LOG_RATIO_SATURATION, raw))
+    z = tau * _Expm1.apply(torch.where(raw > LOG_RATIO_SATURATION, LOG_RATIO_SATURATION, raw))
     gate = _gate_from_z(z, tau)
     c = _row_weights(m.sum(dim=-1, dtype=torch.float64), T, counts, loss_agg_mode)
     loss = (-a * gate * c.to(cdt)[:, None]).sum()
@@ -97,6 +117,11 @@ def sapo_torch_compiled(logprob, old_logprob, advantages, mask, *, tau_pos, tau_
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         _compiled = torch.compile(_sapo_core, dynamic=True)
     taus, counts = _tensor_args(logprob, tau_pos, tau_neg, global_token_count, global_seq_count)
+    # Give the compiled graph 2-D advantages only.  torch 2.13's inductor
+    # (dynamic=True) miscompiles ((adv.reshape(B, -1) > 0) & mask).sum() when a
+    # graph compiled for 2-D advantages is reused for 1-D ones (found by this
+    # harness: pos_adv_frac came out wrong, tests/harness/test_builtins.py).
+    advantages = advantages.reshape(logprob.shape[0], -1)
     return _compiled(logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mode)
 
 

@@ -197,13 +197,14 @@ class Driver(ABC):
         return self.collect(prepared, self.run(prepared, options))
 
     def gate(self, candidate: Candidate, ratio: np.ndarray, advantages: np.ndarray, tau_pos: float,
-             tau_neg: float, dtype: str, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             tau_neg: float, dtype: str, device: str = "cpu"):
         """The candidate's gate on (ratio, advantages) rounded to ``dtype``:
-        returns (gate, rounded ratio, rounded advantages) as float64."""
+        returns (gate, rounded ratio, rounded advantages) as float64, and the
+        gate's own dtype."""
         if candidate.gate is None:
             raise CandidateError(f"candidate {candidate.name!r} does not expose a gate")
         candidate.ensure_setup(device)
         r = self.to_framework(ratio, dtype, device)
         a = self.to_framework(advantages, dtype, device)
         g = candidate.gate(r, a, tau_pos, tau_neg)
-        return self.to_numpy(g), self.to_numpy(r), self.to_numpy(a)
+        return self.to_numpy(g), self.to_numpy(r), self.to_numpy(a), self.dtype_name(g)

@@ -49,8 +49,10 @@ class TorchDriver(Driver):
         return np.asarray(value).dtype.name
 
     def raw_bytes(self, value):
-        flat = value.detach().contiguous().reshape(-1).to("cpu")
-        return flat.view(_torch().uint8).numpy().tobytes()
+        t = value.detach().to("cpu")
+        if t.dtype == _torch().bfloat16:  # NumPy has no bfloat16: same-size integer view
+            t = t.view(_torch().int16)
+        return t.numpy().tobytes()
 
     def _sync(self, device):
         if device == "cuda":

@@ -91,6 +91,6 @@ def test_builtin_gate_matches_soft_gate(builtin, name):
         pytest.skip(f"{name} does not expose its gate")
     r = np.array([0.0, 0.3, 1.0, 1.0 + 2**-20, 2.5, 1e4, np.inf])
     adv = np.array([1.0, -1.0, 0.0, 1.0, -2.0, 1.0, -1.0])
-    g, r_used, a_used = get_driver(cand.info.framework).gate(cand, r, adv, 0.5, 4.0, "float32")
+    g, r_used, a_used, _ = get_driver(cand.info.framework).gate(cand, r, adv, 0.5, 4.0, "float32")
     ref = sapo_ref.soft_gate(r_used, a_used, 0.5, 4.0)
     assert np.allclose(g, ref, rtol=8 * 2.0**-23, atol=0), (g, ref)

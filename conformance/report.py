@@ -1,0 +1,314 @@
+"""The conformance report: a versioned JSON document, and writing it safely.
+
+Schema ``sapo-conformance.report`` version 1 (README, "Report format"):
+
+    {
+      "schema": "sapo-conformance.report", "schema_version": 1,
+      "run_id": str, "created": ISO-8601 UTC, "duration_s": float, "command": str,
+      "harness": {"version": str, "oracle_version": str},
+      "environment": {"python": str, "platform": str, "packages": {name: version}, "devices": [str]},
+      "candidate": {"spec": str, ...CandidateInfo fields...},
+      "run": {"profile": str, "seed": int, "device": str, "dtypes": [str], "loss_agg_modes": [str],
+              "checks": [glob]},
+      "verdict": "conformant" | "non-conformant",
+      "summary": {"total": int, "pass": int, "fail": int, "error": int, "skip": int},
+      "checks": [record, ...],
+      "samples": {...}
+    }
+
+and each record:
+
+    {"id": "random:grad[float32,token-mean]", "check": "random:grad", "group": "random",
+     "title": str, "params": {"dtype": str, "loss_agg_mode": str | null, "device": str},
+     "status": "pass" | "fail" | "error" | "skip", "max_error": float | null, "bound": float | null,
+     "examples": int, "duration_s": float, "message": str,
+     "counterexample": null | {"logprob": [[x]], "old_logprob": [[x]], "advantages": [x] | [[x]],
+                               "mask": [[bool]], "options": {...CallOptions...}, "dtype": str,
+                               "layout": str | null, "case": str | null},
+     "reproduce": str | null}
+
+and "samples": {check: {"log_ratio": [float], "error": [float]}} holds, per
+elementwise check (e.g. "random:grad"), up to 400 tokens' errors in units of
+their tolerance scale with their log-ratios, for the plots.
+
+Floats are JSON numbers except NaN and +-inf, written as the strings "nan",
+"inf" and "-inf" (the file is strict JSON).  ``max_error`` is in units of the
+tolerance scale (tolerance module): a check passes when max_error <= bound.
+No pickle anywhere; every file is written to a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import shlex
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from sapo_ref._version import ORACLE_VERSION, __version__
+
+from .candidate import Batch, CallOptions, Candidate
+from .checks import Counterexample, Record
+
+SCHEMA = "sapo-conformance.report"
+SCHEMA_VERSION = 1
+STATUSES = ("pass", "fail", "error", "skip")
+PACKAGES = ("numpy", "torch", "jax", "jaxlib", "triton", "hypothesis", "mpmath", "ml_dtypes")
+
+
+class ReportError(ValueError):
+    """A report file that cannot be used; the message names the file."""
+
+
+# ---------------------------------------------------------------------------
+# JSON-safe values
+# ---------------------------------------------------------------------------
+
+
+def _num(x):
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+def _from_num(x):
+    if isinstance(x, str):
+        if x in ("nan", "inf", "-inf"):
+            return float(x)
+        raise ValueError(f"not a number: {x!r}")
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise ValueError(f"not a number: {x!r}")
+    return float(x)
+
+
+def _array_to_json(a: np.ndarray):
+    a = np.asarray(a)
+    if a.dtype == bool:
+        return a.tolist()
+    return np.vectorize(_num, otypes=[object])(a).tolist() if a.size else a.tolist()
+
+
+def _array_from_json(v, name: str, *, boolean: bool = False) -> np.ndarray:
+    try:
+        if boolean:
+            arr = np.array(v, dtype=bool)
+            if not all(isinstance(x, bool) for x in np.asarray(v, dtype=object).ravel()):
+                raise ValueError("mask values must be true/false")
+            return arr
+        obj = np.asarray(v, dtype=object)
+        return np.vectorize(_from_num, otypes=[np.float64])(obj) if obj.size else obj.astype(np.float64)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"counterexample {name}: {exc}") from None
+
+
+def encode_counterexample(ce: Counterexample | None):
+    if ce is None:
+        return None
+    out = {"options": {k: v for k, v in vars(ce.options).items()}, "dtype": ce.dtype, "layout": ce.layout,
+           "case": ce.case}
+    if ce.batch is not None:
+        b = ce.batch
+        out.update(logprob=_array_to_json(b.logprob), old_logprob=_array_to_json(b.old_logprob),
+                   advantages=_array_to_json(b.advantages), mask=_array_to_json(np.asarray(b.mask, bool)))
+    return out
+
+
+def decode_counterexample(d: dict) -> Counterexample:
+    if not isinstance(d, dict):
+        raise ValueError("counterexample must be an object")
+    opts = d.get("options") or {}
+    if not isinstance(opts, dict):
+        raise ValueError("counterexample options must be an object")
+    try:
+        options = CallOptions(**opts)
+    except TypeError as exc:
+        raise ValueError(f"counterexample options: {exc}") from None
+    batch = None
+    if "logprob" in d:
+        batch = Batch(_array_from_json(d["logprob"], "logprob"), _array_from_json(d["old_logprob"], "old_logprob"),
+                      _array_from_json(d["advantages"], "advantages"), _array_from_json(d["mask"], "mask",
+                                                                                         boolean=True))
+    return Counterexample(batch, options, str(d.get("dtype")), d.get("layout"), d.get("case"))
+
+
+# ---------------------------------------------------------------------------
+# building
+# ---------------------------------------------------------------------------
+
+
+def environment(device: str) -> dict:
+    packages = {}
+    for name in PACKAGES:
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    devices = ["cpu"]
+    if device == "cuda":
+        try:
+            import torch
+
+            devices.append(f"cuda: {torch.cuda.get_device_name(0)}")
+        except Exception:  # pragma: no cover - depends on the machine
+            devices.append("cuda")
+    return {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
+            "packages": packages, "devices": devices}
+
+
+def reproduce_command(report_path: str, record_id: str) -> str:
+    return f"sapo-conformance reproduce {shlex.quote(report_path)} {shlex.quote(record_id)}"
+
+
+#: points per check family kept for the plots (the largest errors and a spread)
+SAMPLES_PER_CHECK = 400
+
+
+def _merge_samples(records: list[Record]) -> dict:
+    families: dict[str, list] = {}
+    for rec in records:
+        if rec.samples:
+            families.setdefault(rec.check, []).extend(rec.samples)
+    out = {}
+    for check, pts in sorted(families.items()):
+        if len(pts) > SAMPLES_PER_CHECK:
+            pts = sorted(pts, key=lambda p: p[1])
+            top = pts[-SAMPLES_PER_CHECK // 2:]
+            rest = pts[: -SAMPLES_PER_CHECK // 2]
+            pts = rest[:: max(1, len(rest) // (SAMPLES_PER_CHECK // 2))] + top
+        out[check] = {"log_ratio": [_num(a) for a, _ in pts], "error": [_num(b) for _, b in pts]}
+    return out
+
+
+def record_to_json(rec: Record, report_path: str) -> dict:
+    return {
+        "id": rec.id,
+        "check": rec.check,
+        "group": rec.group,
+        "title": rec.title,
+        "params": {"dtype": rec.dtype, "loss_agg_mode": rec.mode, "device": rec.device},
+        "status": rec.status,
+        "max_error": None if rec.max_error is None else _num(rec.max_error),
+        "bound": None if rec.bound is None else _num(rec.bound),
+        "examples": rec.examples,
+        "duration_s": round(rec.duration_s, 6),
+        "message": rec.message,
+        "counterexample": encode_counterexample(rec.counterexample),
+        "reproduce": reproduce_command(report_path, rec.id) if rec.status in ("fail", "error") else None,
+    }
+
+
+def summarize(records: list) -> dict:
+    counts = {s: 0 for s in STATUSES}
+    for r in records:
+        counts[r["status"]] += 1
+    return {"total": len(records), **counts}
+
+
+def build_report(candidate: Candidate, spec: str, records: list[Record], *, profile: str, seed: int, device: str,
+                 dtypes, modes, checks, duration_s: float, command: str, report_path: str = "report.json") -> dict:
+    recs = [record_to_json(r, report_path) for r in records]
+    summary = summarize(recs)
+    verdict = "conformant" if summary["fail"] == 0 and summary["error"] == 0 and summary["pass"] > 0 \
+        else "non-conformant"
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "run_id": uuid.uuid4().hex,
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "duration_s": round(duration_s, 3),
+        "command": command,
+        "harness": {"version": __version__, "oracle_version": ORACLE_VERSION},
+        "environment": environment(device),
+        "candidate": {"spec": spec, **candidate.info.as_dict()},
+        "run": {"profile": profile, "seed": seed, "device": device, "dtypes": list(dtypes),
+                "loss_agg_modes": list(modes), "checks": list(checks or ["*"])},
+        "verdict": verdict,
+        "summary": summary,
+        "checks": recs,
+        "samples": _merge_samples(records),
+    }
+
+
+# ---------------------------------------------------------------------------
+# files
+# ---------------------------------------------------------------------------
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write to a temporary file in the same directory, then rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def dumps(report: dict) -> str:
+    return json.dumps(report, indent=1, allow_nan=False) + "\n"
+
+
+def load_report(path) -> dict:
+    """Read and validate a report; ReportError naming the file otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ReportError(f"{path}: not a UTF-8 text file") from None
+    try:
+        data = json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"bare {c}")))
+    except (ValueError, RecursionError) as exc:
+        raise ReportError(f"{path}: not valid JSON ({exc})") from None
+    problem = validate(data)
+    if problem:
+        raise ReportError(f"{path}: {problem}")
+    return data
+
+
+def validate(data) -> str | None:
+    """What is wrong with a report document, or None."""
+    if not isinstance(data, dict):
+        return "not a report (expected a JSON object)"
+    if data.get("schema") != SCHEMA:
+        return f"not a sapo-conformance report (schema {data.get('schema')!r})"
+    if data.get("schema_version") != SCHEMA_VERSION:
+        return f"unsupported report schema version {data.get('schema_version')!r} (this harness reads {SCHEMA_VERSION})"
+    for key, kind in (("candidate", dict), ("run", dict), ("checks", list), ("summary", dict), ("verdict", str)):
+        if not isinstance(data.get(key), kind):
+            return f"missing or malformed {key!r}"
+    if data["verdict"] not in ("conformant", "non-conformant"):
+        return f"unknown verdict {data['verdict']!r}"
+    for i, rec in enumerate(data["checks"]):
+        if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) or rec.get("status") not in STATUSES:
+            return f"check #{i} is malformed"
+        for key in ("max_error", "bound"):
+            v = rec.get(key)
+            if v is not None:
+                try:
+                    _from_num(v)
+                except ValueError:
+                    return f"check {rec['id']!r}: {key} is not a number"
+    return None
