@@ -324,6 +324,8 @@ def _select_triton_backend() -> None:
 
 def main(argv=None) -> int:
     _select_triton_backend()
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # module:attr resolves from here, as with python -m
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:

@@ -47,6 +47,15 @@ def group_summary(report: dict) -> list[dict]:
     return list(groups.values())
 
 
+def failures_by_check(report: dict) -> list[tuple[dict, list[str]]]:
+    """Failing records grouped by check: the first in full, the others' ids."""
+    groups: dict[str, list[dict]] = {}
+    for rec in report["checks"]:
+        if rec["status"] in ("fail", "error"):
+            groups.setdefault(rec["check"], []).append(rec)
+    return [(recs[0], [r["id"] for r in recs[1:]]) for recs in groups.values()]
+
+
 def terminal_summary(report: dict) -> str:
     rows = [("GROUP", "PASS", "FAIL", "ERROR", "WORST ERROR / BOUND")]
     for g in group_summary(report):
@@ -57,11 +66,11 @@ def terminal_summary(report: dict) -> str:
     cand = report["candidate"]
     lines.append(f"{cand['name']}: {report['verdict'].upper()} -- {s['pass']} passed, {s['fail']} failed, "
                  f"{s['error']} errors of {s['total']} checks in {report['duration_s']:.1f} s")
-    for rec in report["checks"]:
-        if rec["status"] in ("fail", "error"):
-            lines.append(f"  {rec['status'].upper()} {rec['id']}: {rec['message']}")
-            if rec.get("reproduce"):
-                lines.append(f"      reproduce: {rec['reproduce']}")
+    for rec, others in failures_by_check(report):
+        more = f" (and {len(others)} more dtype/mode runs)" if others else ""
+        lines.append(f"  {rec['status'].upper()} {rec['id']}{more}: {rec['message']}")
+        if rec.get("reproduce"):
+            lines.append(f"      reproduce: {rec['reproduce']}")
     return "\n".join(lines)
 
 
@@ -105,11 +114,13 @@ def render_markdown(report: dict) -> str:
     for g in group_summary(report):
         out.append(f"| {_md(g['group'])} | {g['pass']} | {g['fail']} | {g['error']} | {g['skip']} | "
                    f"{g['worst']:.3f} |")
-    failing = [r for r in report["checks"] if r["status"] in ("fail", "error")]
+    failing = failures_by_check(report)
     if failing:
-        out += ["", "## Failures", ""]
-        for r in failing:
-            out += [f"### `{_md(r['id'])}` — {r['status']}", "", _md(r["message"]) or "(no message)", ""]
+        out += ["", "## Failures", "", "One section per failing check: its first failing run in full."]
+        for r, others in failing:
+            out += ["", f"### `{_md(r['id'])}` — {r['status']}", "", _md(r["message"]) or "(no message)", ""]
+            if others:
+                out += [f"Also failing: {', '.join('`' + _md(o) + '`' for o in others)}.", ""]
             if r.get("max_error") is not None:
                 out.append(f"Error {_fmt(r['max_error'])} (bound {_fmt(r['bound'])}) over {r['examples']} "
                            f"example(s).")
@@ -251,11 +262,10 @@ def render_html(report: dict) -> str:
                     f'<td>{f["pass"]}</td><td>{f["fail"]}</td><td>{f["error"]}</td><td>{f["worst"]:.3f}</td>'
                     f'<td>{_e(f["title"])}</td></tr>')
     fails = []
-    for r in report["checks"]:
-        if r["status"] not in ("fail", "error"):
-            continue
+    for r, others in failures_by_check(report):
         ce = r.get("counterexample")
-        fails.append(f'<h3><code>{_e(r["id"])}</code> — {_e(r["status"])}</h3><p>{_e(r["message"])}</p>'
+        also = f"<p>Also failing: {_e(', '.join(others))}</p>" if others else ""
+        fails.append(f'<h3><code>{_e(r["id"])}</code> — {_e(r["status"])}</h3><p>{_e(r["message"])}</p>{also}'
                      + (f"<p>Counterexample:</p><pre>{_e(_ce_text(ce))}</pre>" if ce else "")
                      + (f'<p>Reproduce:</p><pre>{_e(r["reproduce"])}</pre>' if r.get("reproduce") else ""))
     groups = "".join(

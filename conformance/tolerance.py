@@ -132,7 +132,7 @@ def compare_elementwise(quantity: str, got, ref, out_dtype: str, *, where=None, 
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         return Comparison(quantity, False, math.inf, k,
-                          f"at {idx}: got {got[idx]!r}, expected {ref[idx]!r} (non-finite pattern differs)", idx)
+                          f"at {idx}: got {float(got[idx])!r}, expected {float(ref[idx])!r} (non-finite pattern differs)", idx)
     fin = sel & np.isfinite(ref)
     if not fin.any():
         return Comparison(quantity, True, 0.0, k)
@@ -148,7 +148,7 @@ def compare_elementwise(quantity: str, got, ref, out_dtype: str, *, where=None, 
     worst = float(np.max(units))
     idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(units)), units.shape))
     passed = worst <= k
-    detail = "" if passed else f"at {idx}: got {got[idx]!r}, expected {ref[idx]!r}"
+    detail = "" if passed else f"at {idx}: got {float(got[idx])!r}, expected {float(ref[idx])!r}"
     return Comparison(quantity, passed, worst, k, detail, idx, per_element=units)
 
 
