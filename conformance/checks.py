@@ -526,6 +526,56 @@ def _precision_run(ctx: Context, dtype: str, mode: str | None) -> list[Record]:
     return tally.finish(time.perf_counter() - start)
 
 
+_GOLDEN_CACHE: dict = {}
+
+
+def _golden_cases():
+    from . import golden
+
+    directory = golden.default_dir()
+    key = str(directory)
+    if key not in _GOLDEN_CACHE:
+        _GOLDEN_CACHE[key] = golden.load(directory)[1]
+    return _GOLDEN_CACHE[key]
+
+
+def _golden_run(ctx: Context, dtype: str, mode: str | None) -> list[Record]:
+    """The candidate over the golden fixtures of its dtype, mode and profile,
+    against the stored outputs (no oracle call)."""
+    from . import golden
+    from .evaluate import compare
+
+    tally = _Tally("golden.replay", "golden", "the golden fixtures (stored oracle outputs)", dtype, mode, ctx.device)
+    start = time.perf_counter()
+    try:
+        cases = _golden_cases()
+    except golden.GoldenError as exc:
+        rec = tally.record("fixtures")
+        rec.status, rec.message = "skip", str(exc)
+        return tally.finish(time.perf_counter() - start)
+    info = ctx.candidate.info
+    driver = get_driver(info.framework)
+    for case in cases:
+        opts = case.options
+        if (case.meta["dtype"] != dtype or opts.loss_agg_mode != mode
+                or case.meta["options"]["profile"] != info.profile
+                or (info.requires_tau_order and opts.tau_pos > opts.tau_neg)):
+            continue
+        example = Counterexample(case.batch if case.batch.logprob.size <= 4096 else None, opts, dtype, None,
+                                 f"golden:{case.id}")
+        try:
+            out = driver.evaluate(ctx.candidate, case.batch, dtype, ctx.device, opts)
+        except Exception as exc:
+            tally.error("call", exc, example)
+            break
+        ev = Evaluation(out, golden.reference(case), compare(ctx.candidate, out, golden.reference(case)))
+        tally.add(ev, example)
+    if not tally.records:
+        rec = tally.record("fixtures")
+        rec.status, rec.message = "skip", f"no golden case for {dtype}, {mode}, profile {info.profile}"
+    return tally.finish(time.perf_counter() - start)
+
+
 CHECKS: tuple[CheckDef, ...] = (
     CheckDef("random", "random", "hypothesis-generated batches against the oracle", True, _always, _run_random),
     *(_edge_check(case) for case in CASES),
@@ -543,6 +593,7 @@ CHECKS: tuple[CheckDef, ...] = (
     CheckDef("value.gate", "value", "the exposed gate", False, lambda cand, dtype: cand.gate is not None, _gate_run),
     CheckDef("precision.fp32-inside", "precision", "float32 inside for low-precision inputs", True,
              lambda cand, dtype: dtype in ("float16", "bfloat16"), _precision_run),
+    CheckDef("golden.replay", "golden", "the golden fixtures", True, _always, _golden_run),
 )
 
 CHECKS_BY_NAME = {c.name: c for c in CHECKS}

@@ -164,6 +164,12 @@ def _cmd_run(args) -> int:
     from .loading import ENV_VAR
 
     command = _command_line(args.argv)
+    if args.golden_dir:
+        os.environ["SAPO_GOLDEN_DIR"] = args.golden_dir
+    if args.golden_only:
+        if args.check:
+            raise UsageError("--golden-only and --check are exclusive")
+        args.check = ["golden.*"]
     report_dir = _prepare_report_dir(Path(args.report_dir))
     if args.all:
         return _run_all(args, report_dir, command)
@@ -252,6 +258,37 @@ def _cmd_reproduce(args) -> int:
     return EXIT_OK if ev.passed else EXIT_NONCONFORMANT
 
 
+def _cmd_golden_regen(args) -> int:
+    from . import golden
+
+    out = Path(args.out) if args.out else golden.default_dir()
+    manifest = golden.regenerate(out, seed=args.seed)
+    print(f"wrote {len(manifest['cases'])} cases in {len(manifest['files'])} files to {out} "
+          f"(oracle {manifest['oracle_version']}, seed {manifest['generator_seed']})")
+    return EXIT_OK
+
+
+def _cmd_golden_verify(args) -> int:
+    from . import golden
+
+    directory = Path(args.dir) if args.dir else golden.default_dir()
+    try:
+        manifest, changes, n = golden.verify(directory)
+    except golden.GoldenError as exc:
+        raise UsageError(str(exc)) from None
+    if manifest["oracle_version"] != ORACLE_VERSION:
+        print(f"note: fixtures were made by oracle {manifest['oracle_version']}, this is {ORACLE_VERSION}")
+    if changes:
+        for c in changes[:50]:
+            print(f"  changed: {c.case} {c.output}: {c.ulps:.3g} ulp")
+        more = f" (+{len(changes) - 50} more)" if len(changes) > 50 else ""
+        print(f"{len({c.case for c in changes})} of {n} cases changed beyond {golden.ULP_TOLERANCE:g} ulp{more}")
+        return EXIT_NONCONFORMANT
+    print(f"golden fixtures verified: {n} cases in {len(manifest['files'])} files at {directory}, all within "
+          f"{golden.ULP_TOLERANCE:g} ulp of the current oracle")
+    return EXIT_OK
+
+
 def _cmd_diff(args) -> int:
     from . import render
     from .report import ReportError, load_report
@@ -299,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="append", help="only checks matching this glob (repeatable), e.g. 'edge.*'")
     p.add_argument("--seed", type=int, default=0, help="seed of the random checks (default 0: reproducible)")
     p.add_argument("--junit", help="also write JUnit XML to this file")
+    p.add_argument("--golden-only", action="store_true", help="only replay the golden fixtures")
+    p.add_argument("--golden-dir", help="golden fixture directory (default: golden/ or $SAPO_GOLDEN_DIR)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_cmd_run)
 
@@ -306,6 +345,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("report", help="a report.json")
     p.add_argument("check_id", help="the check's id, e.g. 'random:grad[float32,token-mean]'")
     p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("golden", help="regenerate or verify the golden fixtures")
+    gsub = p.add_subparsers(dest="golden_command", metavar="ACTION", required=True)
+    g = gsub.add_parser("regen", help="regenerate the fixtures (deterministic, atomic)")
+    g.add_argument("--out", help="directory (default: golden/ of this checkout or $SAPO_GOLDEN_DIR)")
+    g.add_argument("--seed", type=int, default=20251120)
+    g.set_defaults(func=_cmd_golden_regen)
+    g = gsub.add_parser("verify", help="recompute every case with the current oracle (2 ulp)")
+    g.add_argument("--dir", help="directory (default: golden/ of this checkout or $SAPO_GOLDEN_DIR)")
+    g.set_defaults(func=_cmd_golden_verify)
 
     p = sub.add_parser("diff", help="what changed between two reports; exit 1 on a regression")
     p.add_argument("old")

@@ -1,0 +1,386 @@
+"""Golden fixtures: oracle inputs and outputs frozen in files.
+
+They let a kernel be checked without the oracle or hypothesis (fast CI jobs,
+implementations in other languages), and pin the oracle itself against
+silent change.  The format (README, "Golden fixtures"):
+
+* ``golden/manifest.json`` -- schema ``sapo-conformance.golden`` version 1:
+  the oracle and NumPy versions and the generator seed that made the set;
+  ``files``: file name -> {"sha256", "cases": [ids]}; ``cases``: id ->
+  {"file", "title", "covers", "dtype", "options", "semantics"}.
+* ``golden/*.npz`` -- uncompressed zip archives of ``.npy`` arrays (NumPy's
+  format, readable without Python, e.g. by cnpy or npyz), written
+  byte-for-byte deterministically.  Case ``ID`` has the arrays
+  ``ID__logprob``, ``ID__old_logprob``, ``ID__advantages`` (inputs, float64
+  holding values exactly representable in the case's dtype), ``ID__mask``
+  (bool) and the float64 oracle outputs ``ID__loss`` (0-d), ``ID__grad``,
+  ``ID__token_loss``, ``ID__gate``, ``ID__ratio``, ``ID__agg_weight`` and
+  ``ID__metrics`` (ppo_kl, avg_ratio, avg_soft_gate, pos_adv_frac).
+
+Because the inputs are exact in the case's dtype, a candidate of that dtype
+sees them unrounded and the stored outputs are its exact reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import sapo_ref
+from sapo_ref import LOSS_AGG_MODES, METRIC_NAMES, PROFILES
+from sapo_ref._version import ORACLE_VERSION
+
+from .candidate import Batch, CallOptions
+from .cases import CASES
+
+SCHEMA = "sapo-conformance.golden"
+SCHEMA_VERSION = 1
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+INPUTS = ("logprob", "old_logprob", "advantages", "mask")
+OUTPUTS = ("loss", "grad", "token_loss", "gate", "ratio", "agg_weight", "metrics")
+DEFAULT_SEED = 20251120
+ULP_TOLERANCE = 2.0
+LONG_ROW = 2048  # the golden long row (the suites use 32768)
+ENV_VAR = "SAPO_GOLDEN_DIR"
+
+
+class GoldenError(ValueError):
+    """A fixture set that cannot be used; the message names the file."""
+
+
+def default_dir() -> Path:
+    """$SAPO_GOLDEN_DIR, else golden/ beside the package (a source checkout)."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "golden"
+
+
+# ---------------------------------------------------------------------------
+# rounding inputs to a dtype, exactly
+# ---------------------------------------------------------------------------
+
+
+def round_to(x: np.ndarray, dtype: str) -> np.ndarray:
+    """Values of ``dtype`` nearest to ``x``, as float64 (bfloat16 by
+    round-to-nearest-even on float32 bits, so no extra package is needed)."""
+    x = np.asarray(x, dtype=np.float64)
+    if dtype == "float64":
+        return x.copy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        if dtype in ("float32", "float16"):
+            return x.astype(dtype).astype(np.float64)
+        f = x.astype(np.float32)
+    bits = f.view(np.uint32).astype(np.uint64)
+    finite = np.isfinite(f)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+    out = np.where(finite, rounded, bits).astype(np.uint32).view(np.float32).astype(np.float64)
+    return np.where(np.isnan(f), np.nan, out)
+
+
+# ---------------------------------------------------------------------------
+# the cases
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GoldenCase:
+    id: str
+    file: str
+    title: str
+    covers: tuple[str, ...]
+    dtype: str
+    options: dict  # CallOptions fields + "profile"
+    batch: Batch
+
+
+def _edge_cases(seed: int):
+    for case in CASES:
+        batch = case.make()
+        if case.long:  # keep the set small: a shorter long row
+            batch = Batch(batch.logprob[:, :LONG_ROW], batch.old_logprob[:, :LONG_ROW], batch.advantages,
+                          batch.mask[:, :LONG_ROW])
+        for dtype in DTYPES:
+            if case.long and dtype != "float32":
+                continue
+            rounded = Batch(round_to(batch.logprob, dtype), round_to(batch.old_logprob, dtype),
+                            round_to(batch.advantages, dtype), np.asarray(batch.mask, bool))
+            for mode in LOSS_AGG_MODES:
+                yield GoldenCase(
+                    id=f"edge.{case.id}.{dtype}.{mode}", file="edge.npz", title=case.title,
+                    covers=(f"SPEC edge case: {case.title}", f"loss_agg_mode {mode}"), dtype=dtype,
+                    options=dict(tau_pos=case.tau_pos, tau_neg=case.tau_neg, loss_agg_mode=mode, profile="canonical"),
+                    batch=rounded)
+
+
+def _random_cases(seed: int):
+    rng = np.random.default_rng(seed)
+    taus = ((1.0, 1.05), (0.5, 4.0), (4.0, 0.5), (0.1, 20.0))
+    for profile in PROFILES:
+        for mode in LOSS_AGG_MODES:
+            for k in range(3):
+                B, T = int(rng.integers(2, 7)), int(rng.integers(3, 33))
+                olp = -rng.exponential(1.5, (B, T))
+                lp = olp + rng.normal(0, (0.05, 0.3, 1.5)[k], (B, T))
+                lp[0, 0] = olp[0, 0] + (30.0, -30.0, 12.0)[k]  # one tail token: the verl clamp, fp16 overflow
+                mask = np.arange(T)[None, :] < rng.integers(0, T + 1, B)[:, None]
+                mask[0, 0] = True
+                adv = rng.normal(0, 1, B)
+                adv[-1] = 0.0
+                tp, tn = taus[(k + len(mode)) % len(taus)]
+                if PROFILES[profile].name == "trinity" and tp > tn:
+                    tp, tn = tn, tp
+                for dtype in ("float64", "float32"):
+                    yield GoldenCase(
+                        id=f"random.{profile}.{mode}.{k}.{dtype}", file=f"random-{profile}.npz",
+                        title=f"random batch under the {profile} profile",
+                        covers=(f"profile {profile}", f"loss_agg_mode {mode}"), dtype=dtype,
+                        options=dict(tau_pos=tp, tau_neg=tn, loss_agg_mode=mode, profile=profile),
+                        batch=Batch(round_to(lp, dtype), round_to(olp, dtype), round_to(adv, dtype), mask))
+
+
+def generate(seed: int = DEFAULT_SEED) -> list[GoldenCase]:
+    return list(_edge_cases(seed)) + list(_random_cases(seed))
+
+
+def _oracle(case_batch: Batch, options: dict, dtype: str) -> sapo_ref.SAPOResult:
+    kw = dict(options)
+    profile = kw.pop("profile")
+    if sapo_ref.get_profile(profile).tau_dtype == "advantages":
+        kw["tau_dtype"] = dtype
+    return sapo_ref.sapo_loss(case_batch.logprob, case_batch.old_logprob, case_batch.advantages, case_batch.mask,
+                              profile=profile, **kw)
+
+
+def _outputs(res: sapo_ref.SAPOResult) -> dict:
+    return {
+        "loss": np.array(res.loss), "grad": res.grad, "token_loss": res.token_loss, "gate": res.gate,
+        "ratio": res.ratio, "agg_weight": res.agg_weight,
+        "metrics": np.array([res.metrics[m] for m in METRIC_NAMES]),
+    }
+
+
+# ---------------------------------------------------------------------------
+# writing (deterministic, atomic)
+# ---------------------------------------------------------------------------
+
+
+def _npz_bytes(arrays: dict) -> bytes:
+    """An uncompressed .npz with fixed timestamps: identical bytes for
+    identical arrays, on any machine."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name in sorted(arrays):
+            arr = np.asarray(arrays[name], order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+            data = io.BytesIO()
+            np.lib.format.write_array(data, arr, allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data.getvalue())
+    return buf.getvalue()
+
+
+def _semantics_dict(sem) -> dict:
+    return {k: getattr(sem, k) for k in ("profile", "loss_agg_mode", "empty_rows", "token_count_eps",
+                                          "row_count_eps", "token_sum_norm", "log_ratio_clamp", "tau_dtype",
+                                          "tau_pos", "tau_neg")}
+
+
+def build(seed: int = DEFAULT_SEED) -> tuple[dict, dict[str, bytes]]:
+    """The manifest and the file contents of a fixture set."""
+    files: dict[str, dict] = {}
+    cases = {}
+    for case in generate(seed):
+        res = _oracle(case.batch, case.options, case.dtype)
+        arrays = files.setdefault(case.file, {})
+        b = case.batch
+        for name, arr in zip(INPUTS, (b.logprob, b.old_logprob, b.advantages, np.asarray(b.mask, bool))):
+            arrays[f"{case.id}__{name}"] = arr
+        for name, arr in _outputs(res).items():
+            arrays[f"{case.id}__{name}"] = np.asarray(arr, dtype=np.float64)
+        cases[case.id] = {"file": case.file, "title": case.title, "covers": list(case.covers), "dtype": case.dtype,
+                          "options": case.options, "semantics": _semantics_dict(res.semantics)}
+    contents = {name: _npz_bytes(arrays) for name, arrays in sorted(files.items())}
+    manifest = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "oracle_version": ORACLE_VERSION,
+        "numpy_version": np.__version__,
+        "generator_seed": seed,
+        "metrics": list(METRIC_NAMES),
+        "files": {name: {"sha256": hashlib.sha256(data).hexdigest(),
+                         "cases": sorted(k for k, v in cases.items() if v["file"] == name)}
+                  for name, data in contents.items()},
+        "cases": cases,
+    }
+    return manifest, contents
+
+
+def regenerate(out: Path, seed: int = DEFAULT_SEED) -> dict:
+    """Write a fresh set to ``out``: into a temporary directory beside it,
+    then swapped in, so an interrupted regen leaves the previous set intact."""
+    out = Path(out)
+    manifest, contents = build(seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    try:
+        for name, data in contents.items():
+            (tmp / name).write_bytes(data)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        for p in tmp.iterdir():
+            p.chmod(0o644)
+        tmp.chmod(0o755)
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.rmdir(old)
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+# ---------------------------------------------------------------------------
+# reading and verifying
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedCase:
+    id: str
+    meta: dict
+    batch: Batch
+    outputs: dict  # name -> float64 array
+
+    @property
+    def options(self) -> CallOptions:
+        o = {k: v for k, v in self.meta["options"].items() if k != "profile"}
+        return CallOptions(**o)
+
+
+def _read_manifest(directory: Path) -> dict:
+    path = directory / "manifest.json"
+    if not directory.is_dir():
+        raise GoldenError(f"{directory}: no golden fixture directory (set {ENV_VAR} or pass --dir)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GoldenError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise GoldenError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
+        raise GoldenError(f"{path}: not a sapo-conformance golden manifest")
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise GoldenError(f"{path}: unsupported schema version {manifest.get('schema_version')!r}")
+    if not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("cases"), dict):
+        raise GoldenError(f"{path}: malformed (files/cases)")
+    return manifest
+
+
+def _check_files(directory: Path, manifest: dict) -> None:
+    listed = set(manifest["files"])
+    present = {p.name for p in directory.glob("*.npz")}
+    if listed - present:
+        raise GoldenError(f"{directory / sorted(listed - present)[0]}: listed in the manifest but missing")
+    if present - listed:
+        raise GoldenError(f"{directory / sorted(present - listed)[0]}: not in the manifest (an extra file)")
+    for name, entry in manifest["files"].items():
+        path = directory / name
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if not isinstance(entry, dict) or digest != entry.get("sha256"):
+            raise GoldenError(f"{path}: sha256 {digest[:16]}... does not match the manifest (corrupted or edited)")
+
+
+def _open_npz(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except ValueError as exc:
+        if "pickle" in str(exc) or "object" in str(exc):
+            raise GoldenError(f"{path}: contains an object array (pickle); fixtures hold plain arrays only") from None
+        raise GoldenError(f"{path}: unreadable ({exc})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise GoldenError(f"{path}: not a valid .npz archive ({exc})") from None
+
+
+def load(directory: Path | None = None) -> tuple[dict, list[LoadedCase]]:
+    """Every case of a verified-intact fixture set (sha256 and file set)."""
+    directory = Path(directory or default_dir())
+    manifest = _read_manifest(directory)
+    _check_files(directory, manifest)
+    arrays = {name: _open_npz(directory / name) for name in manifest["files"]}
+    out = []
+    for cid, meta in sorted(manifest["cases"].items()):
+        try:
+            data = arrays[meta["file"]]
+            inp = [data[f"{cid}__{n}"] for n in INPUTS]
+            outputs = {n: data[f"{cid}__{n}"] for n in OUTPUTS}
+        except (KeyError, TypeError) as exc:
+            raise GoldenError(f"{directory / str(meta.get('file'))}: case {cid!r} incomplete (missing {exc})") from None
+        if inp[3].dtype != bool or any(a.dtype != np.float64 for a in inp[:3]):
+            raise GoldenError(f"{directory / meta['file']}: case {cid!r} has arrays of the wrong dtype")
+        out.append(LoadedCase(cid, meta, Batch(*inp), outputs))
+    return manifest, out
+
+
+def _ulps(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest difference in ulps of b (NaN where exactly one is NaN: inf)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        return math.inf
+    if not np.array_equal(np.isnan(a), np.isnan(b)):
+        return math.inf
+    fin = np.isfinite(a) & np.isfinite(b)
+    if not np.array_equal(a[~fin & ~np.isnan(a)], b[~fin & ~np.isnan(b)]):
+        return math.inf
+    if not fin.any():
+        return 0.0
+    return float(np.max(np.abs(a[fin] - b[fin]) / np.spacing(np.abs(b[fin]))))
+
+
+@dataclass(frozen=True)
+class Change:
+    case: str
+    output: str
+    ulps: float
+
+
+def verify(directory: Path | None = None) -> tuple[dict, list[Change], int]:
+    """Recompute every case with the current oracle: (manifest, changes
+    beyond ULP_TOLERANCE, number of cases).  Raises GoldenError for a broken set."""
+    manifest, cases = load(directory)
+    changes = []
+    for case in cases:
+        res = _oracle(case.batch, case.meta["options"], case.meta["dtype"])
+        for name, arr in _outputs(res).items():
+            u = _ulps(arr, case.outputs[name])
+            if u > ULP_TOLERANCE:
+                changes.append(Change(case.id, name, u))
+    return manifest, changes, len(cases)
+
+
+def reference(case: LoadedCase) -> sapo_ref.SAPOResult:
+    """The stored outputs as an oracle result (for the suites' comparisons)."""
+    from sapo_ref._aggregate import Denominators
+    from sapo_ref._loss import Semantics
+
+    sem = Semantics(**case.meta["semantics"])
+    o = case.outputs
+    metrics = dict(zip(METRIC_NAMES, (float(x) for x in o["metrics"])))
+    return sapo_ref.SAPOResult(loss=float(o["loss"]), grad=o["grad"], token_loss=o["token_loss"], gate=o["gate"],
+                               ratio=o["ratio"], agg_weight=o["agg_weight"], metrics=metrics, semantics=sem,
+                               denominators=Denominators(tokens=-1, sequences=-1, token_sum_norm=sem.token_sum_norm))
