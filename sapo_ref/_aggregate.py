@@ -13,6 +13,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from . import _dd
+
 
 @dataclass(frozen=True)
 class Denominators:
@@ -45,22 +47,34 @@ def row_weights(n_rows: np.ndarray, sem, global_tokens, global_seqs):
     N = n_tok if global_tokens is None else global_tokens
     S = n_seq_local if global_seqs is None else global_seqs
     mode = sem.mode
-    if mode == "token-mean":
-        rows = [N + Fraction(sem.token_count_eps)] * B
-    elif mode == "seq-mean-token-sum":
-        rows = [Fraction(S)] * B
-    elif mode == "seq-mean-token-sum-norm":
-        rows = [Fraction(sem.token_sum_norm)] * B
-    else:  # seq-mean-token-mean
-        eps = Fraction(sem.row_count_eps)
-        rows = [S * (int(n) + eps) if n else Fraction(0) for n in n_rows]
-    table = {}
-    for d in set(rows):
-        table[d] = (0.0, 0.0) if d == 0 else _dd_of(1 / d)
-    hi = np.array([table[d][0] for d in rows], dtype=np.float64).reshape(B)
-    lo = np.array([table[d][1] for d in rows], dtype=np.float64).reshape(B)
-    exact = all(d == 0 or Fraction(float(d)) == d for d in rows)
-    denom = np.array([math.inf if d == 0 else float(d) for d in rows], dtype=np.float64).reshape(B) if exact else None
+    eps = sem.token_count_eps if mode == "token-mean" else sem.row_count_eps if mode == "seq-mean-token-mean" else 0
+    counts_exact = max(N, S) * max(int(n_rows.max(initial=0)), 1) < 2**53
+    if eps == 0 and counts_exact:
+        # integer (or, for the norm, float64) denominators: exact as float64
+        if mode == "token-mean":
+            D = np.full(B, float(N))
+        elif mode == "seq-mean-token-sum":
+            D = np.full(B, float(S))
+        elif mode == "seq-mean-token-sum-norm":
+            D = np.full(B, float(sem.token_sum_norm))
+        else:
+            D = float(S) * n_rows.astype(np.float64)
+        zero = D == 0
+        Ds = np.where(zero, 1.0, D)
+        hi = 1.0 / Ds  # correctly rounded; its residual by TwoProd
+        p, e = _dd.two_prod(hi, Ds)
+        lo = ((1.0 - p) - e) / Ds
+        hi, lo = np.where(zero, 0.0, hi), np.where(zero, 0.0, lo)
+        denom = np.where(zero, math.inf, D)
+    else:  # an epsilon in the count: exact rationals, rounded once
+        if mode == "token-mean":
+            rows = [N + Fraction(eps)] * B
+        else:
+            rows = [S * (int(n) + Fraction(eps)) if n else Fraction(0) for n in n_rows]
+        table = {d: (0.0, 0.0) if d == 0 else _dd_of(1 / d) for d in set(rows)}
+        hi = np.array([table[d][0] for d in rows], dtype=np.float64).reshape(B)
+        lo = np.array([table[d][1] for d in rows], dtype=np.float64).reshape(B)
+        denom = None
     if mode == "seq-mean-token-mean" and sem.empty_rows == "nan":
         hi = np.where(nonempty, hi, np.nan)
         lo = np.where(nonempty, lo, np.nan)

@@ -187,7 +187,7 @@ def normalise(x):
 # --------------------------------------------------------------------------
 
 
-def fsum(x) -> float:
+def fsum(x, scratch=None, overwrite=False, bound=None) -> float:
     """Sum of a float64 array, correct to within 1 ulp of the exact sum.
 
     One extraction step of Rump, Ogita and Oishi's AccSum: with
@@ -198,23 +198,30 @@ def fsum(x) -> float:
     final rounding of Sum(q) + Sum(p) unless the sum cancels to almost
     nothing.  Non-finite input gives the IEEE result of a plain sum; sizes
     where sigma would overflow or the split would underflow use math.fsum.
+    ``scratch``: an array of ``x``'s size to work in, instead of allocating;
+    ``overwrite``: ``x`` may be overwritten (it must then be a float64 array);
+    ``bound``: a known upper bound on max|x| for finite x, which saves the
+    two passes that find it (a loose bound costs accuracy: keep it within a
+    small factor).
     """
     v = np.asarray(x, dtype=np.float64).ravel()
     if v.size == 0:
         return 0.0
-    hi = float(v.max())
-    lo = float(v.min())
-    amax = max(hi, -lo)
+    if bound is None:
+        amax = max(float(v.max()), -float(v.min()))
+    else:  # a known bound on max|x| (the caller guarantees x is finite)
+        amax = float(bound)
     if not math.isfinite(amax):
         return float(np.sum(v))
     if amax == 0.0:
-        return 0.0
+        return 0.0 if bound is None else float(np.sum(v))
     m_bits = int(v.size + 2).bit_length()
     e = math.frexp(amax)[1]
     if m_bits + e > 1020 or m_bits + e - 53 < -1020:
         return math.fsum(v.tolist())
     sigma = math.ldexp(1.0, m_bits + e)
-    q = v + sigma
+    q = np.empty_like(v) if scratch is None else scratch.reshape(-1)
+    np.add(v, sigma, out=q)
     q -= sigma
-    p = v - q
+    p = np.subtract(v, q, out=v if overwrite else None)
     return float(np.sum(q) + np.sum(p))

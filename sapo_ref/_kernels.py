@@ -3,10 +3,10 @@
 Two evaluation paths share one definition (SPEC.md, "Formulas"):
 
 * the *fast* path, plain float64 on whole arrays, used where it is
-  accurate: -1/2 <= log-ratio <= 1 and |z| <= Z_FAST, z = tau * (r - 1).  There
-  f = (2/tau) * (1 + tanh(z/2)) and f'(r) = 1 - tanh(z/2)**2 lose nothing to
-  cancellation (the error analysis is in SPEC.md, "Accuracy").  Real batches (ratios near 1)
-  fall almost entirely in this region.
+  accurate: -1/2 <= log-ratio <= 1 and |z| <= Z_FAST, z = tau * (r - 1).
+  There f = (2/tau) * (1 + tanh(z/2)) and f'(r) = 1 - tanh(z/2)**2 lose
+  nothing to cancellation (SPEC.md, "Accuracy").  Real batches (ratios near
+  1) fall almost entirely in this region.
 * the *precise* path, double-double with separate binary exponents
   (:mod:`sapo_ref._dd`), for every other element.  It is needed because
   the gate and its gradient are ill-conditioned in z: exp(-z) with z near 700
@@ -25,7 +25,7 @@ import numpy as np
 from . import _dd
 
 #: |z| bound of the fast path.
-Z_FAST = 0.25
+Z_FAST = 0.5
 #: log-ratio interval of the fast path: there |expm1| / (1 + expm1) <= 0.65,
 #: so forming r = 1 + expm1 at most doubles expm1's relative error.
 D_FAST = (-0.5, 1.0)
@@ -49,33 +49,31 @@ def select_tau(adv: np.ndarray, tau_pos: float, tau_neg: float) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
-def fast_from_logratio(d, d_lo, tau):
-    """Ratio, gate, f'(r)*r and z from the log-ratio ``d + d_lo`` (float64).
-
-    Accurate where :func:`fast_ok_logratio` holds; finite (and meaningless)
-    elsewhere as long as ``|d| <= 2`` and ``|d_lo| <= 1``.
+def fast_from_logratio(d, d_lo, tau, *, em, r, h, gate):
+    """Ratio, gate and f'(r)*r from the log-ratio ``d + d_lo``, written into
+    the given float64 buffers (``em`` is scratch; ``d`` and ``d_lo`` are read
+    only).  Accurate where D_FAST[0] <= d <= D_FAST[1] and |z| <= Z_FAST;
+    finite elsewhere as long as ``|d| <= 2`` and ``|d_lo| <= 1``.  Returns a
+    boolean array marking |z| > Z_FAST (NaN included).
     """
-    em = np.expm1(d)
-    r = em + 1.0
+    np.expm1(d, out=em)
+    np.add(em, 1.0, out=r)
     r *= d_lo
     em += r  # expm1(d + d_lo) to first order; |d_lo| <= ulp(d)/2
-    r = em + 1.0
-    z = em * tau
-    t = np.multiply(z, 0.5)
-    np.tanh(t, out=t)
-    gate = t + 1.0
+    np.add(em, 1.0, out=r)
+    np.multiply(em, tau, out=h)  # z
+    steep = np.abs(h) > Z_FAST
+    h *= 0.5
+    np.tanh(h, out=h)  # t = tanh(z/2)
+    np.add(h, 1.0, out=gate)
     gate /= 0.5 * tau  # f = (2/tau) (1 + tanh(z/2))
-    # f'(r) r = (1 - tanh(z/2)**2) r, as 1 + (expm1 - tanh**2 r): one rounding
-    # fewer than forming 1 - tanh**2 first.
-    t *= t
-    t *= r
-    np.subtract(em, t, out=t)
-    t += 1.0
-    return r, gate, t, z
-
-
-def fast_ok_logratio(d, z):
-    return (d >= D_FAST[0]) & (d <= D_FAST[1]) & (np.abs(z) <= Z_FAST)
+    # f'(r) r = (1 - t**2) r, as 1 + (expm1 - t**2 r): one rounding fewer
+    # than forming 1 - t**2 first.
+    h *= h
+    h *= r
+    np.subtract(em, h, out=h)
+    h += 1.0
+    return steep
 
 
 def fast_from_ratio(r, tau):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -219,90 +222,218 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
+_WORK = threading.local()
+
+
+def _workspace(B: int, T: int):
+    """Two (B, T) float64 scratch arrays, reused by later calls of the same
+    thread: fresh multi-megabyte arrays cost page faults that would dominate
+    the evaluation.  Nothing returned to the caller lives in them."""
+    cached = getattr(_WORK, "buf", None)
+    n = B * T
+    if cached is None or cached.size < 2 * n:
+        cached = np.empty(2 * n)
+        if 2 * n * 8 <= _WORKSPACE_KEEP_BYTES:
+            _WORK.buf = cached
+    return (cached[i * n:(i + 1) * n].reshape(B, T) for i in range(2))
+
+
+#: the largest scratch block kept between calls (per thread)
+_WORKSPACE_KEEP_BYTES = 256 * 2**20
+
+
+class _LazyMetrics(Mapping):
+    """The metrics, computed on first access (loss and gradient do not pay
+    for them); read-only."""
+
+    def __init__(self, compute):
+        self._compute = compute
+        self._values = None
+
+    def _get(self) -> dict:
+        if self._values is None:
+            with np.errstate(all="ignore"):
+                self._values = self._compute()
+            self._compute = None  # release the arrays it kept
+        return self._values
+
+    def __getitem__(self, key):
+        return self._get()[key]
+
+    def __iter__(self):
+        return iter(METRIC_NAMES)
+
+    def __len__(self):
+        return len(METRIC_NAMES)
+
+    def __repr__(self):
+        return repr(self._get())
+
+
+def _threads() -> int:
+    env = os.environ.get("SAPO_REF_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValueError(f"SAPO_REF_THREADS must be an integer, got {env!r}") from None
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+_EXECUTOR: dict = {}
+if hasattr(os, "register_at_fork"):  # a forked child has the executor but not its threads
+    os.register_at_fork(after_in_child=_EXECUTOR.clear)
+#: batches of at least this many tokens are split by rows across threads
+PARALLEL_MIN_TOKENS = 2**17
+
+
+#: rows are processed in ranges of about this many tokens, so that the
+#: dozen arrays a range touches stay in cache between passes
+CHUNK_TOKENS = int(os.environ.get("SAPO_REF_CHUNK", 2**16))
+
+
+def _map_rows(block, B: int, T: int) -> list:
+    """block(rows) for contiguous row ranges of about CHUNK_TOKENS tokens, in
+    threads for large batches.  Every step is elementwise, so the results are
+    bit-identical however the rows are split."""
+    per = max(1, CHUNK_TOKENS // max(T, 1))
+    ranges = [slice(a, min(a + per, B)) for a in range(0, B, per)] or [slice(0, B)]
+    n = min(_threads(), len(ranges))
+    if n <= 1 or B * T < PARALLEL_MIN_TOKENS:
+        return [block(r) for r in ranges]
+    if n not in _EXECUTOR:
+        _EXECUTOR[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="sapo_ref")
+    return list(_EXECUTOR[n].map(block, ranges))
+
+
 def _evaluate(lp, olp, adv, m, n_rows, c_hi, c_lo, denom, sem: Semantics, denoms) -> SAPOResult:
+    """The fast path on whole arrays, in preallocated blocks (fresh 2 MB
+    arrays cost page faults that would dominate) and row ranges, then the
+    precise path on every other unmasked token."""
     B, T = lp.shape
-    mf = m.astype(np.float64)
     per_row = adv.shape == (B, 1)
-
-    # log-ratio as an exact double-double (TwoSum), then the optional clamp
-    d = lp - olp
-    bv = d - lp
-    d_lo = (lp - (d - bv)) - (olp + bv)
-    no_grad = None
-    if sem.log_ratio_clamp is not None:
-        c = sem.log_ratio_clamp
-        above = (d > c) | ((d == c) & (d_lo > 0))
-        below = (d < -c) | ((d == -c) & (d_lo < 0))
-        no_grad = above | below
-        d = np.where(above, c, np.where(below, -c, d))
-        d_lo = np.where(no_grad, 0.0, d_lo)
-
-    # advantages: finite, not huge, for the fast path; others are patched
-    adv_ok = np.isfinite(adv) & (np.abs(adv) <= _ADV_FAST_MAX)
-    adv_s = np.where(adv_ok, adv, 0.0)
-    tau = _kernels.select_tau(adv_s, sem.tau_pos, sem.tau_neg)
+    outs = np.empty((5, B, T))
+    grad, token_loss, gate, ratio, agg_weight = outs
+    kept = np.empty((3, B, T))  # the log-ratio (both parts) and the float mask, kept for the metrics
+    d, d_lo, mf = kept
+    weighted, scratch = _workspace(B, T)
+    clamp = sem.log_ratio_clamp
+    no_grad = np.zeros((B, T), dtype=bool) if clamp is not None else None
     c_col = c_hi[:, None]
-    # -A * c, by the same elementwise formula for every advantage shape:
-    # correctly rounded -A / D where the denominators are exact.
-    k = adv_s / -denom[:, None] if denom is not None else adv_s * -c_col
+    # -A * c, by one elementwise formula for every advantage shape: correctly
+    # rounded -A / D where the denominators are exact
+    neg_den = None if denom is None else -denom[:, None]
 
-    # fast path on whole arrays, with non-finite or large log-ratios clipped
-    ds = np.fmin(np.fmax(d, -2.0), 2.0)
-    dls = np.fmin(np.fmax(d_lo, -1.0), 1.0)
-    ratio, gate, h, z = _kernels.fast_from_logratio(ds, dls, tau)
-    ok = _kernels.fast_ok_logratio(ds, z)
-    ok &= adv_ok
-    token_loss = gate * -adv_s
-    grad = h * k
-    ratio *= mf
-    gate *= mf
-    token_loss *= mf
-    grad *= mf
-    if no_grad is not None:
-        grad[no_grad] = 0.0
-    weighted = token_loss / denom[:, None] if denom is not None else token_loss * c_col
-    delta = ds * mf
-    delta_lo = dls * mf
+    def block(rows):
+        lp_, olp_, m_ = lp[rows], olp[rows], m[rows]
+        d_, dl_, em = d[rows], d_lo[rows], mf[rows]  # em: scratch, then the float mask
+        g_, h_, r_, l_ = gate[rows], grad[rows], ratio[rows], token_loss[rows]
+        # the log-ratio as an exact double-double (TwoSum), then the clamp
+        np.subtract(lp_, olp_, out=d_)
+        np.subtract(d_, lp_, out=em)
+        np.subtract(d_, em, out=dl_)
+        np.subtract(lp_, dl_, out=dl_)
+        np.add(olp_, em, out=em)
+        np.subtract(dl_, em, out=dl_)
+        if clamp is not None:
+            above = (d_ > clamp) | ((d_ == clamp) & (dl_ > 0))
+            below = (d_ < -clamp) | ((d_ == -clamp) & (dl_ < 0))
+            ng = no_grad[rows]
+            np.logical_or(above, below, out=ng)
+            d_[above] = clamp
+            d_[below] = -clamp
+            dl_[ng] = 0.0
+        # advantages: finite and not huge for the fast path; others are patched
+        a = adv[rows]
+        a_ok = np.isfinite(a) & (np.abs(a) <= _ADV_FAST_MAX)
+        a_s = np.where(a_ok, a, 0.0)
+        tau = _kernels.select_tau(a_s, sem.tau_pos, sem.tau_neg)
+        inside = d_ >= _kernels.D_FAST[0]
+        inside &= d_ <= _kernels.D_FAST[1]  # NaN fails both
+        inside &= a_ok
+        # outside the fast interval: remember the raw log-ratio, put 0 there meanwhile
+        local = np.flatnonzero(~inside)
+        dflat, dlflat = d_.reshape(-1), dl_.reshape(-1)
+        raw_d, raw_lo = dflat[local], dlflat[local]
+        dflat[local] = 0.0
+        dlflat[local] = 0.0
 
-    # every other unmasked token: precise path, or NaN where undefined
-    idx = np.flatnonzero(m & ~ok)
+        z = _kernels.fast_from_logratio(d_, dl_, tau, em=em, r=r_, h=h_, gate=g_)
+        # inside the interval but with |z| > Z_FAST: precise path too (d, dl intact there)
+        steep = np.flatnonzero(z)
+        local = np.concatenate([local, steep])
+        raw_d = np.concatenate([raw_d, dflat[steep]])
+        raw_lo = np.concatenate([raw_lo, dlflat[steep]])
+        keep = m_.reshape(-1)[local]
+        np.copyto(em, m_)
+        g_ *= em
+        np.multiply(g_, -a_s, out=l_)
+        h_ *= em
+        h_ *= np.divide(a_s, neg_den[rows]) if neg_den is not None else np.multiply(a_s, -c_col[rows])
+        r_ *= em
+        np.multiply(em, c_col[rows], out=agg_weight[rows])
+        if neg_den is not None:
+            np.divide(l_, -neg_den[rows], out=weighted[rows])
+        else:
+            np.multiply(l_, c_col[rows], out=weighted[rows])
+        if clamp is not None:
+            h_[no_grad[rows]] = 0.0
+        h_ += 0.0  # -0.0 -> +0.0 at masked positions
+        l_ += 0.0
+        return rows.start * T + local[keep], raw_d[keep], raw_lo[keep]
+
+    parts = _map_rows(block, B, T)
+    idx = np.concatenate([p[0] for p in parts])
+    raw_d = np.concatenate([p[1] for p in parts])
+    raw_lo = np.concatenate([p[2] for p in parts])
+    dflat = d.reshape(-1)
+
     if idx.size:
-        rows = idx // T if T else idx
-        dh = d.ravel()[idx]
-        dl = d_lo.ravel()[idx]
-        a = (adv[:, 0][rows] if per_row else adv.ravel()[idx])
-        undefined = np.isnan(dh) | ~np.isfinite(a)
+        rows = idx // T
+        a = adv[:, 0][rows] if per_row else adv.reshape(-1)[idx]
+        undefined = np.isnan(raw_d) | ~np.isfinite(a)
         t = _kernels.select_tau(a, sem.tau_pos, sem.tau_neg)  # +-inf keep their sign's tau
         a_s = np.where(undefined, 1.0, a)
-        dh_s = np.where(np.isnan(dh), 0.0, dh)
-        dl_s = np.where(np.isfinite(dl), dl, 0.0)
-        out = _kernels.precise_from_logratio(dh_s, dl_s, t, a_s, c_hi[rows], c_lo[rows])
-        r_p, g_p, l_p, gr_p, w_p = out
-        nan_d = np.isnan(dh)
-        nan_a = np.isnan(a)
-        r_p = np.where(nan_d, np.nan, r_p)
-        g_p = np.where(nan_d | nan_a, np.nan, g_p)
-        l_p = np.where(undefined, np.nan, l_p)
-        gr_p = np.where(undefined, np.nan, gr_p)
-        w_p = np.where(undefined, np.nan, w_p)
+        dh_s = np.where(np.isnan(raw_d), 0.0, raw_d)
+        dl_s = np.where(np.isfinite(raw_lo), raw_lo, 0.0)
+        r_p, g_p, l_p, gr_p, w_p = _kernels.precise_from_logratio(dh_s, dl_s, t, a_s, c_hi[rows], c_lo[rows])
+        nan_d, nan_a = np.isnan(raw_d), np.isnan(a)
+        ratio.reshape(-1)[idx] = np.where(nan_d, np.nan, r_p)
+        gate.reshape(-1)[idx] = np.where(nan_d | nan_a, np.nan, g_p)
+        token_loss.reshape(-1)[idx] = np.where(undefined, np.nan, l_p)
         if no_grad is not None:
-            gr_p = np.where(no_grad.ravel()[idx], 0.0, gr_p)
-        for arr, vals in ((ratio, r_p), (gate, g_p), (token_loss, l_p), (grad, gr_p), (weighted, w_p)):
-            arr.ravel()[idx] = vals
-        delta.ravel()[idx] = dh
-        delta_lo.ravel()[idx] = np.where(np.isfinite(dh), dl_s, 0.0)
+            gr_p = np.where(no_grad.reshape(-1)[idx], 0.0, gr_p)
+        grad.reshape(-1)[idx] = np.where(undefined, np.nan, gr_p)
+        weighted.reshape(-1)[idx] = np.where(undefined, np.nan, w_p)
+        dflat[idx] = raw_d  # for the metrics
+        d_lo.reshape(-1)[idx] = dl_s
 
-    agg_weight = c_col * mf
     if sem.empty_rows == "nan" and sem.mode == "seq-mean-token-mean":
         empty = n_rows == 0
         grad[empty] = np.nan
         agg_weight[empty] = np.nan
         weighted[empty] = np.nan
+    # |c A f| <= c |A| 4/tau: a bound on the terms saves fsum two passes
+    bound = None
+    if per_row and B * T and not (idx.size and not np.all(np.isfinite(weighted.reshape(-1)[idx]))):
+        with np.errstate(invalid="ignore"):
+            bound = float(np.max(np.abs(c_hi * adv[:, 0]))) * 4.0 / min(sem.tau_pos, sem.tau_neg)
+        if not math.isfinite(bound) or bound > 1e300:
+            bound = None
+    loss = _dd.fsum(weighted, scratch=scratch, overwrite=True, bound=bound)
+    # what the metrics need from the caller's arrays, taken now (they may
+    # change theirs later); the rest from arrays this call owns
+    if per_row:
+        a = adv[:, 0]
+        positive = int(np.dot(n_rows, a > 0))
+        nan_adv = bool(np.any(np.isnan(a) & (n_rows > 0)))
+    else:
+        positive = int(np.count_nonzero((adv > 0) & m))
+        nan_adv = bool(np.any(np.isnan(adv) & m))
 
-    loss = _dd.fsum(weighted)
-    metrics = _metrics(delta, delta_lo, ratio, gate, adv, m, n_rows, per_row, sem)
-    for arr in (grad, token_loss, gate, ratio, agg_weight):
-        arr += 0.0  # -0.0 -> +0.0 at masked positions
+    def metrics():
+        return _metrics(d, d_lo, mf, ratio, gate, positive, nan_adv, n_rows, sem)
+
     return SAPOResult(
         loss=loss,
         grad=_readonly(grad),
@@ -310,28 +441,22 @@ def _evaluate(lp, olp, adv, m, n_rows, c_hi, c_lo, denom, sem: Semantics, denoms
         gate=_readonly(gate),
         ratio=_readonly(ratio),
         agg_weight=_readonly(agg_weight),
-        metrics=MappingProxyType(metrics),
+        metrics=_LazyMetrics(metrics),
         semantics=sem,
         denominators=denoms,
     )
 
 
-def _metrics(delta, delta_lo, ratio, gate, adv, m, n_rows, per_row, sem) -> dict:
+def _metrics(d, d_lo, mf, ratio, gate, positive, nan_adv, n_rows, sem) -> dict:
     """Masked means over unmasked tokens (0 when there are none)."""
     count = float(n_rows.sum()) + sem.token_count_eps
     if count == 0:
         return {name: 0.0 for name in METRIC_NAMES}
-    if per_row:
-        a = adv[:, 0]
-        pos = float(np.dot(n_rows, a > 0))
-        nan_adv = bool(np.any(np.isnan(a) & (n_rows > 0)))
-    else:
-        pos = float(np.count_nonzero((adv > 0) & m))
-        nan_adv = bool(np.any(np.isnan(adv) & m))
-    kl_sum = -(_dd.fsum(delta) + _dd.fsum(delta_lo))
+    unmasked = mf > 0
+    kl_sum = -(_dd.fsum(np.where(unmasked, d, 0.0)) + _dd.fsum(np.where(unmasked, d_lo, 0.0)))
     return {
         "ppo_kl": kl_sum / count,
         "avg_ratio": _dd.fsum(ratio) / count,
         "avg_soft_gate": _dd.fsum(gate) / count,
-        "pos_adv_frac": math.nan if nan_adv else pos / count,
+        "pos_adv_frac": math.nan if nan_adv else positive / count,
     }
