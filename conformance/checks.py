@@ -44,14 +44,15 @@ class SuiteProfile:
     max_cols: int
     invariant_batches: int  # batches per invariant unit
     targeted: bool  # hypothesis target() on the error, to hunt worst cases
+    throughput: str | None = None  # the bench profile of run's throughput section (None: none)
 
 
 SUITE_PROFILES = {
     p.name: p
     for p in (
         SuiteProfile("quick", "seconds, for pre-commit hooks", 8, 4, 24, 1, False),
-        SuiteProfile("default", "the CI profile", 40, 6, 48, 2, False),
-        SuiteProfile("thorough", "many examples, hypothesis target() on the error", 400, 8, 256, 4, True),
+        SuiteProfile("default", "the CI profile", 40, 6, 48, 2, False, "quick"),
+        SuiteProfile("thorough", "many examples, hypothesis target() on the error", 400, 8, 256, 4, True, "default"),
     )
 }
 

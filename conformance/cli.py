@@ -12,6 +12,7 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from sapo_ref import LOSS_AGG_MODES
@@ -149,14 +150,34 @@ def _run_one(spec, args, report_dir: Path, command: str, *, quiet: bool) -> tupl
     start = time.perf_counter()
     records = run_units(cand, units, device=args.device, profile=args.profile, seed=args.seed,
                         progress=None if quiet else terminal_progress())
+    throughput = _throughput_section(cand, args, quiet=quiet)
     report_path = str(report_dir / "report.json")
     report = build_report(cand, spec if isinstance(spec, str) else cand.name, records, profile=args.profile,
                           seed=args.seed, device=args.device, dtypes=args.dtype or cand.info.dtypes,
                           modes=args.mode or cand.info.loss_agg_modes, checks=args.check,
-                          duration_s=time.perf_counter() - start, command=command, report_path=report_path)
+                          duration_s=time.perf_counter() - start, command=command, report_path=report_path,
+                          throughput=throughput)
     write_reports(report, report_dir, Path(args.junit) if args.junit else None)
     code = EXIT_OK if report["verdict"] == "conformant" else EXIT_NONCONFORMANT
     return code, report, ""
+
+
+def _throughput_section(cand, args, *, quiet: bool) -> dict | None:
+    """run's throughput section: the suite profile's bench profile, unless
+    --throughput says otherwise or only some checks were asked for."""
+    from .bench import BENCH_PROFILES, bench
+    from .checks import SUITE_PROFILES
+
+    name = args.throughput or SUITE_PROFILES[args.profile].throughput
+    if args.throughput is None and args.check:
+        name = None  # a partial run (--check, --golden-only) is not a benchmark
+    if name in (None, "none"):
+        return None
+    profile = BENCH_PROFILES[name]
+    if not quiet:
+        print(f"  throughput ({name}: {len(profile.shapes)} shapes)", file=sys.stderr)
+    dtypes = [d for d in (args.dtype or cand.info.dtypes) if d != "float64"] or list(args.dtype or ["float64"])
+    return bench(cand, shapes=profile.shapes, dtypes=dtypes, device=args.device, profile=profile, seed=args.seed)
 
 
 def _cmd_run(args) -> int:
@@ -213,6 +234,68 @@ def _run_all(args, report_dir: Path, command: str) -> int:
     atomic_write(report_dir / "matrix.json", dumps(m))
     print(render.render_matrix_markdown(m))
     return worst
+
+
+# ---------------------------------------------------------------------------
+# bench
+# ---------------------------------------------------------------------------
+
+
+def _cmd_bench(args) -> int:
+    from . import bench as B
+    from . import render
+    from .candidate import CandidateError
+    from .loading import ENV_VAR, load_candidate, registered_candidates
+    from .report import atomic_write, bench_document, dumps
+
+    profile = B.BENCH_PROFILES[args.profile]
+    try:
+        shapes = tuple(B.parse_shape(x) for x in args.shape) if args.shape else profile.shapes
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.rounds is not None:
+        if args.rounds < 1:
+            raise UsageError(f"--rounds must be at least 1, got {args.rounds}")
+        profile = replace(profile, rounds=args.rounds)
+    if args.all and args.candidates:
+        raise UsageError("give candidates or --all, not both")
+    specs = [r.name for r in registered_candidates()] if args.all else list(args.candidates)
+    if not specs and os.environ.get(ENV_VAR):
+        specs = [os.environ[ENV_VAR]]
+    if not specs:
+        raise UsageError(f"no candidate given: pass names or module:attr, set {ENV_VAR}, or use --all")
+    results, code = [], EXIT_OK
+    for spec in specs:
+        try:
+            cand = load_candidate(spec)
+        except CandidateError as exc:
+            if not args.all:
+                raise UsageError(str(exc)) from None
+            print(f"{spec}: {exc}", file=sys.stderr)
+            code = max(code, EXIT_NONCONFORMANT)
+            continue
+        avail = cand.availability(args.device)
+        if not avail:
+            print(f"{cand.name}: cannot run on {args.device}: {avail.reason}")
+            code = max(code, EXIT_UNAVAILABLE if not args.all else EXIT_OK)
+            continue
+        try:
+            section = B.bench(cand, shapes=shapes, dtypes=args.dtype, device=args.device, profile=profile,
+                              seed=args.seed, baseline=not args.no_baseline)
+        except CandidateError as exc:
+            raise UsageError(str(exc)) from None
+        print(render.render_throughput_text(cand.name, section))
+        print()
+        if any(r["status"] in ("invalid", "error") for r in section["rows"]):
+            code = max(code, EXIT_NONCONFORMANT)
+        results.append({"candidate": {"spec": spec, **cand.info.as_dict()}, "throughput": section})
+    if args.json:
+        path = Path(args.json)
+        if path.parent and not path.parent.is_dir():
+            raise UsageError(f"cannot write {path}: directory {path.parent} does not exist")
+        atomic_write(path, dumps(bench_document(results, device=args.device, command=_command_line(args.argv))))
+        print(f"wrote {path}")
+    return code
 
 
 # ---------------------------------------------------------------------------
@@ -297,7 +380,7 @@ def _cmd_diff(args) -> int:
         old, new = load_report(args.old), load_report(args.new)
     except ReportError as exc:
         raise UsageError(str(exc)) from None
-    d = render.diff_reports(old, new)
+    d = render.diff_reports(old, new, slower_threshold=args.fail_slower)
     print(render.render_diff(d))
     return EXIT_NONCONFORMANT if d["regression"] else EXIT_OK
 
@@ -308,6 +391,7 @@ def _cmd_diff(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .bench import BENCH_PROFILES
     from .checks import SUITE_PROFILES
 
     parser = argparse.ArgumentParser(
@@ -338,8 +422,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--junit", help="also write JUnit XML to this file")
     p.add_argument("--golden-only", action="store_true", help="only replay the golden fixtures")
     p.add_argument("--golden-dir", help="golden fixture directory (default: golden/ or $SAPO_GOLDEN_DIR)")
+    p.add_argument("--throughput", choices=("none",) + tuple(BENCH_PROFILES),
+                   help="throughput section (default: quick for --profile default, default for thorough, "
+                        "none for quick)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("bench", help="throughput against the copy roofline and torch-eager")
+    p.add_argument("candidates", nargs="*", metavar="CANDIDATE", help="registered names or module:attr")
+    p.add_argument("--all", action="store_true", help="every registered candidate")
+    p.add_argument("--profile", choices=sorted(BENCH_PROFILES), default="default",
+                   help="shapes and rounds (default: default, 8x1024 to 64x16384)")
+    p.add_argument("--shape", action="append", metavar="BxT", help="benchmark this shape instead (repeatable)")
+    p.add_argument("--dtype", action="append", help="only this dtype (repeatable; default: all claimed but float64)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--rounds", type=int, help="timed calls per contender and shape")
+    p.add_argument("--no-baseline", action="store_true", help="do not time torch-eager alongside")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("reproduce", help="re-run one failing check of a report on its counterexample")
     p.add_argument("report", help="a report.json")
@@ -359,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("diff", help="what changed between two reports; exit 1 on a regression")
     p.add_argument("old")
     p.add_argument("new")
+    p.add_argument("--fail-slower", type=float, metavar="PCT",
+                   help="also a regression: a throughput median more than PCT %% slower")
     p.set_defaults(func=_cmd_diff)
     return parser
 

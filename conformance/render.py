@@ -64,6 +64,8 @@ def terminal_summary(report: dict) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     s = report["summary"]
     cand = report["candidate"]
+    if report.get("throughput"):
+        lines.append(render_throughput_text(cand["name"], report["throughput"]))
     lines.append(f"{cand['name']}: {report['verdict'].upper()} -- {s['pass']} passed, {s['fail']} failed, "
                  f"{s['error']} errors of {s['total']} checks in {report['duration_s']:.1f} s")
     for rec, others in failures_by_check(report):
@@ -81,6 +83,147 @@ def terminal_summary(report: dict) -> str:
 
 def _md(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+# ---------------------------------------------------------------------------
+# throughput
+# ---------------------------------------------------------------------------
+
+
+def _si(x: float, unit: str) -> str:
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= factor:
+            return f"{x / factor:.3g} {prefix}{unit}"
+    return f"{x:.3g} {unit}"
+
+
+def _seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s >= 1:
+        return f"{s:.3g} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.3g} ms"
+    return f"{s * 1e6:.3g} us"
+
+
+def throughput_header(section: dict) -> tuple[str, ...]:
+    return ("shape", "dtype", "median", "tokens/s", "bytes/s", "roofline", f"vs {section['baseline']}",
+            "first call (compile)")
+
+
+def throughput_rows(section: dict) -> list[tuple[str, ...]]:
+    """The throughput table as text cells (terminal, Markdown and HTML)."""
+    out = []
+    for r in section["rows"]:
+        shape = f"{r['shape'][0]}x{r['shape'][1]}"
+        if r["status"] in ("correctness-only", "error"):
+            out.append((shape, r["dtype"], r["status"], str(r.get("reason", "")), "", "", "", ""))
+            continue
+        sp = r.get("speedup_vs_baseline")
+        first = r["candidate"].get("first_call_s")
+        cells = (shape, r["dtype"], _seconds(r["candidate"]["median_s"]), _si(r["tokens_per_s"], "tok/s"),
+                 _si(r["bytes_per_s"], "B/s"), f"{100 * r['roofline_fraction']:.0f}%",
+                 "n/a" if sp is None else f"{sp:.2f}x", _seconds(first))
+        if r["status"] == "invalid":
+            cells = cells[:-1] + (f"{cells[-1]}  INVALID: {r.get('reason', '')}",)
+        out.append(cells)
+    return out
+
+
+def _throughput_intro(section: dict) -> str:
+    return (f"device {section['device']}, {section['timer']}, median of {section['rounds']} interleaved calls "
+            f"after {section['warmup']} warm-up calls; roofline = a plain copy of the bytes the loss must move "
+            f"(read logprob, old_logprob, advantages, mask; write the gradient), timed in the same run; "
+            f"speedup over {section['baseline']} in the same run")
+
+
+def render_throughput_text(name: str, section: dict) -> str:
+    """The table ``bench`` prints (one line when timing is meaningless here)."""
+    rows = section["rows"]
+    if rows and all(r["status"] == "correctness-only" for r in rows):
+        return f"{name}: {rows[0]['reason']}"
+    table = [throughput_header(section)] + throughput_rows(section)
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
+    lines = [f"{name} ({_throughput_intro(section)})"]
+    for r in table:
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    return "\n".join(lines)
+
+
+def _throughput_markdown(section: dict | None) -> list[str]:
+    if not section:
+        return []
+    head = throughput_header(section)
+    out = ["", "## Throughput", "", _md(_throughput_intro(section)) + ".", "",
+           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in throughput_rows(section)]
+    return out
+
+
+_SERIES = (("candidate", "#4a78c2", ""), ("baseline", "#e08a1e", ""), ("roofline", "#666", ' stroke-dasharray="4"'))
+
+
+def _throughput_svg(section: dict, dtype: str, name: str, width=460, height=240) -> str:
+    """Tokens/s against tokens (log-log): the candidate, the baseline and the
+    copy roofline converted to tokens/s."""
+    rows = [r for r in section["rows"] if r["dtype"] == dtype and r["status"] in ("ok", "invalid")]
+    series: dict[str, list[tuple[float, float]]] = {k: [] for k, _, _ in _SERIES}
+    for r in sorted(rows, key=lambda r: r["tokens"]):
+        t = r["tokens"]
+        series["candidate"].append((t, r["tokens_per_s"]))
+        if r.get("baseline"):
+            series["baseline"].append((t, t / r["baseline"]["median_s"]))
+        series["roofline"].append((t, r["roofline_bytes_per_s"] * t / r["bytes"]))
+    pts = [p for v in series.values() for p in v if p[0] > 0 and p[1] > 0]
+    if not pts:
+        return ""
+    xs = [math.log10(p[0]) for p in pts]
+    ys = [math.log10(p[1]) for p in pts]
+    xlo, xhi = min(xs) - 0.1, max(xs) + 0.1
+    ylo, yhi = math.floor(min(ys)), math.ceil(max(ys))
+    pad, ph, pw = 45, height - 70, width - 60
+
+    def sx(x):
+        return pad + (math.log10(x) - xlo) / (xhi - xlo) * pw
+
+    def sy(y):
+        return 20 + ph - (math.log10(y) - ylo) / ((yhi - ylo) or 1) * ph
+
+    parts = []
+    for key, color, dash in _SERIES:
+        v = [p for p in series[key] if p[1] > 0]
+        if not v:
+            continue
+        label = {"candidate": name, "baseline": section["baseline"], "roofline": "copy roofline"}[key]
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in v)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}>'
+                     f"<title>{_e(label)}</title></polyline>")
+        parts += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>' for x, y in v]
+    legend = "".join(
+        f'<text x="{pad + 150 * i}" y="{height - 26}" font-size="10" fill="{color}">— '
+        f'{_e({"candidate": name, "baseline": section["baseline"], "roofline": "copy roofline"}[key])}</text>'
+        for i, (key, color, _) in enumerate(_SERIES) if series[key])
+    ticks = "".join(f'<text x="4" y="{sy(10 ** k) + 3:.1f}" font-size="9">1e{k}</text>'
+                    for k in range(int(ylo), int(yhi) + 1))
+    title = f"{dtype}: tokens/s against tokens per batch (log-log)"
+    return (f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" role="img">'
+            f'<title>{_e(title)}</title><text x="{pad}" y="14" font-size="11">{_e(title)}</text>{ticks}'
+            + "".join(parts) + legend
+            + f'<text x="{pad}" y="{height - 8}" font-size="10">tokens {10 ** xlo:.3g} to {10 ** xhi:.3g} (x); '
+            f"tokens/s (y)</text></svg>")
+
+
+def _throughput_html(section: dict | None, name: str) -> str:
+    if not section:
+        return ""
+    head = "".join(f"<th>{_e(h)}</th>" for h in throughput_header(section))
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in throughput_rows(section))
+    dtypes = list(dict.fromkeys(r["dtype"] for r in section["rows"]))
+    plots = [p for p in (_throughput_svg(section, d, name) for d in dtypes) if p]
+    plot_html = '<div class="plots">' + "".join(plots) + "</div>" if plots else ""
+    return (f"<h2>Throughput</h2><p>{_e(_throughput_intro(section))}.</p>{plot_html}"
+            f"<table><tr>{head}</tr>{body}</table>")
 
 
 def render_markdown(report: dict) -> str:
@@ -136,6 +279,7 @@ def render_markdown(report: dict) -> str:
     for f in check_families(report):
         out.append(f"| `{_md(f['check'])}` | {f['runs']} | {f['pass']} | {f['fail']} | {f['error']} | "
                    f"{f['worst']:.3f} | {_md(f['title'])} |")
+    out += _throughput_markdown(report.get("throughput"))
     return "\n".join(out) + "\n"
 
 
@@ -304,6 +448,7 @@ devices {_e(", ".join(env["devices"]))}</td></tr>
 <th>what</th></tr>
 {"".join(rows)}
 </table>
+{_throughput_html(report.get("throughput"), c["name"])}
 </body></html>
 """
 
@@ -397,7 +542,30 @@ def render_matrix_html(m: dict) -> str:
 GROWTH_FACTOR = 2.0
 
 
-def diff_reports(old: dict, new: dict) -> dict:
+def _throughput_by_key(report: dict) -> dict:
+    tp = report.get("throughput") or {}
+    return {(f"{r['shape'][0]}x{r['shape'][1]}", r["dtype"]): r for r in tp.get("rows", [])
+            if r.get("status") in ("ok", "invalid")}
+
+
+def throughput_changes(old: dict, new: dict) -> list[dict]:
+    """Per shape x dtype timed in both: old and new medians, their ratio,
+    and the roofline fractions (which survive a change of machine better)."""
+    olds, news = _throughput_by_key(old), _throughput_by_key(new)
+    out = []
+    for key in sorted(set(olds) & set(news), key=lambda k: (k[1], olds[k]["tokens"])):
+        o, n = olds[key], news[key]
+        om, nm = o["candidate"]["median_s"], n["candidate"]["median_s"]
+        out.append({"shape": key[0], "dtype": key[1], "old_median_s": om, "new_median_s": nm,
+                    "change": nm / om - 1.0, "old_roofline": o["roofline_fraction"],
+                    "new_roofline": n["roofline_fraction"]})
+    return out
+
+
+def diff_reports(old: dict, new: dict, *, slower_threshold: float | None = None) -> dict:
+    """What changed.  A regression: a new failure, an error that grew
+    markedly, or (only when ``slower_threshold`` is given, in percent) a
+    throughput median that got slower by more than that."""
     olds = {r["id"]: r for r in old["checks"]}
     news = {r["id"]: r for r in new["checks"]}
     bad = ("fail", "error")
@@ -417,7 +585,13 @@ def diff_reports(old: dict, new: dict) -> dict:
         if eo is not None and en is not None and b and en > GROWTH_FACTOR * max(eo, 1e-300) and en > 0.1 * b:
             out["error_growth"].append({"id": rid, "old": eo, "new": en, "bound": b})
     out["removed"] = sorted(set(olds) - set(news))
-    out["regression"] = bool(out["new_failures"] or out["error_growth"])
+    out["throughput"] = throughput_changes(old, new)
+    out["slower_threshold"] = slower_threshold
+    out["slower"] = [] if slower_threshold is None else [
+        t for t in out["throughput"] if t["change"] * 100 > slower_threshold]
+    out["same_machine"] = (old.get("environment", {}).get("platform") == new.get("environment", {}).get("platform")
+                           and old.get("environment", {}).get("devices") == new.get("environment", {}).get("devices"))
+    out["regression"] = bool(out["new_failures"] or out["error_growth"] or out["slower"])
     out["verdicts"] = [old["verdict"], new["verdict"]]
     return out
 
@@ -432,5 +606,14 @@ def render_diff(d: dict) -> str:
     if d["error_growth"]:
         lines.append(f"error growth ({len(d['error_growth'])}):")
         lines += [f"  {g['id']}: {g['old']:.3g} -> {g['new']:.3g} (bound {g['bound']:g})" for g in d["error_growth"]]
+    if d["throughput"]:
+        note = "" if d["same_machine"] else " (different machines: compare the roofline fractions)"
+        lines.append(f"throughput (median per call, old -> new){note}:")
+        slower = {(t["shape"], t["dtype"]) for t in d["slower"]}
+        for t in d["throughput"]:
+            flag = f"  SLOWER than the {d['slower_threshold']:g}% allowed" if (t["shape"], t["dtype"]) in slower else ""
+            lines.append(f"  {t['shape']} {t['dtype']}: {_seconds(t['old_median_s'])} -> "
+                         f"{_seconds(t['new_median_s'])} ({100 * t['change']:+.1f}%), roofline "
+                         f"{100 * t['old_roofline']:.0f}% -> {100 * t['new_roofline']:.0f}%{flag}")
     lines.append("REGRESSION" if d["regression"] else "no regression")
     return "\n".join(lines)

@@ -215,7 +215,8 @@ def summarize(records: list) -> dict:
 
 
 def build_report(candidate: Candidate, spec: str, records: list[Record], *, profile: str, seed: int, device: str,
-                 dtypes, modes, checks, duration_s: float, command: str, report_path: str = "report.json") -> dict:
+                 dtypes, modes, checks, duration_s: float, command: str, report_path: str = "report.json",
+                 throughput: dict | None = None) -> dict:
     recs = [record_to_json(r, report_path) for r in records]
     summary = summarize(recs)
     verdict = "conformant" if summary["fail"] == 0 and summary["error"] == 0 and summary["pass"] > 0 \
@@ -236,6 +237,23 @@ def build_report(candidate: Candidate, spec: str, records: list[Record], *, prof
         "summary": summary,
         "checks": recs,
         "samples": _merge_samples(records),
+        "throughput": throughput,
+    }
+
+
+BENCH_SCHEMA = "sapo-conformance.bench"
+
+
+def bench_document(results: list[dict], *, device: str, command: str) -> dict:
+    """What ``bench --json`` writes: one throughput section per candidate."""
+    return {
+        "schema": BENCH_SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": command,
+        "harness": {"version": __version__, "oracle_version": ORACLE_VERSION},
+        "environment": environment(device),
+        "results": results,
     }
 
 
@@ -301,6 +319,11 @@ def validate(data) -> str | None:
             return f"missing or malformed {key!r}"
     if data["verdict"] not in ("conformant", "non-conformant"):
         return f"unknown verdict {data['verdict']!r}"
+    tp = data.get("throughput")
+    if tp is not None and (not isinstance(tp, dict) or not isinstance(tp.get("rows"), list)
+                           or not all(isinstance(r, dict) and isinstance(r.get("shape"), list)
+                                      and isinstance(r.get("dtype"), str) for r in tp["rows"])):
+        return "malformed 'throughput'"
     for i, rec in enumerate(data["checks"]):
         if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) or rec.get("status") not in STATUSES:
             return f"check #{i} is malformed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -93,6 +94,23 @@ class Driver(ABC):
     @abstractmethod
     def unpack(self, prepared: Prepared, raw: Any) -> tuple[Any, Any, Mapping]:
         """Raw results -> (loss, grad, metrics) in framework terms."""
+
+    # -- timing (conformance.bench) ---------------------------------------
+
+    def timer_name(self, device: str) -> str:
+        return "perf_counter around a synchronised call"
+
+    def timed_run(self, prepared: Prepared, options: CallOptions) -> tuple[Any, float]:
+        """``run`` and the seconds it took (``run`` returns only when finished)."""
+        start = time.perf_counter()
+        raw = self.run(prepared, options)
+        return raw, time.perf_counter() - start
+
+    @abstractmethod
+    def make_copy(self, nbytes: int, device: str, sets: int):
+        """The copy roofline: a function ``copy(i) -> seconds`` that copies
+        the i-th (mod ``sets``) source buffer of ``nbytes`` bytes into its
+        destination with the framework's plain copy, finished."""
 
     def snapshot(self, tensors: dict) -> dict | None:
         """The inputs' bytes, to detect modification (None if immutable)."""

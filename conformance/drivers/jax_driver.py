@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..candidate import CandidateError
@@ -72,3 +74,22 @@ class JaxDriver(Driver):
 
     def unpack(self, prepared, raw):
         return raw
+
+    def make_copy(self, nbytes, device, sets):
+        jax = _jax()
+        import jax.numpy as jnp
+
+        n = max(nbytes // 4, 1)
+        dev = self._device(device)
+        src = [jax.device_put(np.full(n, k + 1.0, dtype=np.float32), dev) for k in range(sets)]
+        # jnp.copy under jit: XLA must materialise a new buffer (the input is
+        # not donated), so this is one read and one write of every byte
+        fn = jax.jit(jnp.copy)
+        jax.block_until_ready(fn(src[0]))
+
+        def copy(i):
+            start = time.perf_counter()
+            jax.block_until_ready(fn(src[i % sets]))
+            return time.perf_counter() - start
+
+        return copy

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..candidate import CandidateError
@@ -40,3 +42,16 @@ class NumpyDriver(Driver):
 
     def unpack(self, prepared, raw):
         return raw
+
+    def make_copy(self, nbytes, device, sets):
+        n = max(nbytes // 4, 1)
+        src = [np.full(n, k + 1.0, dtype=np.float32) for k in range(sets)]
+        dst = [np.zeros(n, dtype=np.float32) for _ in range(sets)]
+
+        def copy(i):
+            k = i % sets
+            start = time.perf_counter()
+            np.copyto(dst[k], src[k])
+            return time.perf_counter() - start
+
+        return copy

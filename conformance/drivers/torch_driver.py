@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..candidate import CandidateError
@@ -59,6 +61,12 @@ class TorchDriver(Driver):
             _torch().cuda.synchronize()
 
     def run(self, prepared, options):
+        raw = self._launch(prepared, options)
+        self._sync(prepared.device)
+        return raw
+
+    def _launch(self, prepared, options):
+        """Forward and backward, possibly still running on the GPU."""
         torch = _torch()
         cand = prepared.candidate
         lp = prepared.tensors["logprob"]
@@ -72,8 +80,41 @@ class TorchDriver(Driver):
             grad = lp.grad
             if grad is None:
                 grad = torch.zeros_like(lp)  # the loss does not depend on logprob
-        self._sync(prepared.device)
         return loss, grad, metrics
 
     def unpack(self, prepared, raw):
         return raw
+
+    def timer_name(self, device):
+        return "CUDA events" if device == "cuda" else super().timer_name(device)
+
+    def _cuda_timed(self, fn):
+        torch = _torch()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        out = fn()
+        end.record()
+        end.synchronize()
+        return out, start.elapsed_time(end) / 1e3
+
+    def timed_run(self, prepared, options):
+        if prepared.device != "cuda":
+            return super().timed_run(prepared, options)
+        self._sync("cuda")
+        return self._cuda_timed(lambda: self._launch(prepared, options))
+
+    def make_copy(self, nbytes, device, sets):
+        torch = _torch()
+        n = max(nbytes // 4, 1)
+        src = [torch.full((n,), k + 1.0, dtype=torch.float32, device=device) for k in range(sets)]
+        dst = [torch.zeros(n, dtype=torch.float32, device=device) for _ in range(sets)]
+
+        def copy(i):
+            k = i % sets
+            if device == "cuda":
+                return self._cuda_timed(lambda: dst[k].copy_(src[k]))[1]
+            start = time.perf_counter()
+            dst[k].copy_(src[k])
+            return time.perf_counter() - start
+
+        return copy

@@ -1,0 +1,325 @@
+"""Throughput: forward + backward of the full loss against the memory-bandwidth limit.
+
+SAPO is elementwise work plus row reductions, so it is memory-bound: the
+honest yardstick is how long the hardware needs to move the bytes the loss
+cannot avoid -- read logprob, old_logprob, advantages and the mask, write the
+gradient.  Each measurement therefore times, in the same run, interleaved
+round by round so that machine noise hits all of them alike:
+
+* the candidate (its driver's ``run``: forward, backward, synchronised;
+  NumPy <-> framework conversion happens before, in ``prepare``);
+* the *copy roofline*: a plain copy moving exactly those minimum bytes in the
+  candidate's framework, on its device;
+* the ``torch-eager`` built-in, as a speedup baseline.
+
+Fresh inputs: each contender rotates over several independently drawn input
+sets, enough to overflow the caches at large shapes, so no call reuses the
+previous call's tensors.  The first call is timed separately (it includes
+compilation).  Guards in the spirit of KernelBench: inputs must be unmodified,
+the outputs of two different input sets must each match the oracle (a kernel
+that caches results across calls fails this), and a candidate that moves its
+minimum bytes faster than a plain copy is flagged as implausible.
+
+Timing is ``time.perf_counter`` around a synchronised call on the CPU and
+CUDA events on a GPU (the driver's ``timed_run``).  Median and quartiles are
+reported; ratios (roofline fraction, speedup) are ratios of medians taken in
+one run.  The regression gate for kernel CI is pytest-benchmark (see
+``pytest --sapo-bench`` in the README).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .candidate import Batch, CallOptions, Candidate, CandidateError
+from .drivers import get_driver
+
+#: the candidate used as the speedup baseline
+BASELINE = "torch-eager"
+
+
+@dataclass(frozen=True)
+class BenchProfile:
+    """How much to measure.
+
+    Attributes:
+        shapes: (B, T) batch shapes.
+        rounds: timed calls per contender and shape (interleaved).
+        warmup: untimed calls after the first (compiling) one.
+        fresh_bytes: input sets rotate until they span at least this many
+            bytes (so large shapes do not run from cache), between
+            ``min_sets`` and ``max_sets`` sets.
+    """
+
+    shapes: tuple[tuple[int, int], ...]
+    rounds: int
+    warmup: int = 3
+    fresh_bytes: int = 64 << 20
+    min_sets: int = 2
+    max_sets: int = 8
+
+
+BENCH_PROFILES = {
+    "quick": BenchProfile(shapes=((8, 1024), (64, 4096)), rounds=15),
+    "default": BenchProfile(
+        shapes=((8, 1024), (16, 2048), (32, 4096), (64, 4096), (64, 8192), (64, 16384)), rounds=25),
+}
+
+#: a candidate faster than this multiple of the copy roofline is implausible
+IMPLAUSIBLE_ROOFLINE_FRACTION = 1.25
+
+#: what the inputs look like: log-ratios near 0, ragged rows, GRPO-style
+#: per-row advantages given per token (verl's layout)
+LOG_RATIO_SCALE = 0.1
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    """``"64x4096"`` -> (64, 4096); ValueError naming the problem otherwise."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"shape {text!r} is not BxT (e.g. 64x4096)")
+    B, T = (int(p) for p in parts)
+    if B < 1 or T < 1:
+        raise ValueError(f"shape {text!r}: B and T must be at least 1")
+    return B, T
+
+
+def make_batch(B: int, T: int, seed: int) -> Batch:
+    """One realistic input set (float64), reproducible from ``seed``."""
+    rng = np.random.default_rng(seed)
+    old = -0.5 - np.abs(rng.normal(1.0, 1.0, (B, T)))
+    logprob = np.minimum(old + rng.normal(0.0, LOG_RATIO_SCALE, (B, T)), 0.0)  # log-probabilities are <= 0
+    adv = np.repeat(rng.normal(0.0, 1.0, (B, 1)), T, axis=1)
+    lengths = rng.integers(max(T // 2, 1), T + 1, (B, 1))
+    mask = np.arange(T)[None, :] < lengths
+    return Batch(logprob, old, adv, mask)
+
+
+def timing_unavailable(candidate: Candidate, device: str) -> str | None:
+    """Why timing ``candidate`` on ``device`` would be meaningless, or None."""
+    if "triton" in candidate.requires and os.environ.get("TRITON_INTERPRET") == "1":
+        return ("correctness only: Triton runs under its CPU interpreter here (TRITON_INTERPRET=1), "
+                "which says nothing about kernel speed; benchmark it on a GPU")
+    return None
+
+
+def minimum_bytes(candidate: Candidate, B: int, T: int, dtype: str, layout: str) -> int:
+    """Bytes the loss cannot avoid moving: read the four inputs, write the gradient."""
+    item = np.dtype("float16").itemsize if dtype == "bfloat16" else np.dtype(dtype).itemsize
+    mask_item = 1 if candidate.info.mask_kind == "bool" else item
+    adv = B * T if layout == "BT" else B
+    return (3 * B * T + adv) * item + B * T * mask_item
+
+
+# ---------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Timing:
+    """Seconds per call of one contender at one shape."""
+
+    samples: list[float] = field(default_factory=list)
+    first_call_s: float | None = None
+
+    def as_dict(self) -> dict:
+        s = sorted(self.samples)
+        q1, q3 = (statistics.quantiles(s, n=4)[0::2] if len(s) >= 2 else (s[0], s[0]))
+        return {"median_s": statistics.median(s), "q1_s": q1, "q3_s": q3, "min_s": s[0],
+                "rounds": len(s), "first_call_s": self.first_call_s}
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+
+# ---------------------------------------------------------------------------
+# contenders
+# ---------------------------------------------------------------------------
+
+
+class _Contender:
+    """Something timed in the rotation: prepared once, called per round."""
+
+    name = ""
+
+    def call(self, i: int) -> float:
+        raise NotImplementedError
+
+
+class _CandidateContender(_Contender):
+    def __init__(self, candidate: Candidate, batches: list[Batch], dtype: str, device: str, layout: str,
+                 options: CallOptions):
+        self.name = candidate.name
+        self.candidate = candidate
+        self.driver = get_driver(candidate.info.framework)
+        self.options = options
+        self.prepared = [self.driver.prepare(candidate, b, dtype, device, layout) for b in batches]
+        self.last_raw: dict[int, object] = {}
+
+    def call(self, i: int) -> float:
+        k = i % len(self.prepared)
+        raw, seconds = self.driver.timed_run(self.prepared[k], self.options)
+        self.last_raw[k] = raw
+        return seconds
+
+    def check_outputs(self) -> list[str]:
+        """Problems: modified inputs, or outputs that do not match the oracle
+        for their own input set (cached or wrong results)."""
+        from .evaluate import compare, reference_for
+
+        problems = []
+        for k in sorted(self.last_raw)[:2]:
+            prep = self.prepared[k]
+            try:
+                out = self.driver.collect(prep, self.last_raw[k])
+            except CandidateError as exc:
+                problems.append(f"input set {k}: {exc}")
+                continue
+            ref = reference_for(self.candidate, out.inputs, self.options, prep.dtype)
+            for c in compare(self.candidate, out, ref):
+                if not c.passed:
+                    problems.append(f"input set {k}: {c.describe()}")
+        return problems
+
+
+class _CopyContender(_Contender):
+    name = "copy"
+
+    def __init__(self, framework: str, nbytes: int, device: str, sets: int):
+        self.driver = get_driver(framework)
+        self.copy = self.driver.make_copy(max(nbytes // 2, 4), device, sets)
+
+    def call(self, i: int) -> float:
+        return self.copy(i)
+
+
+# ---------------------------------------------------------------------------
+# measuring
+# ---------------------------------------------------------------------------
+
+
+def _sets_for(nbytes: int, profile: BenchProfile) -> int:
+    return int(min(profile.max_sets, max(profile.min_sets, math.ceil(profile.fresh_bytes / max(nbytes, 1)))))
+
+
+def _layout_for(candidate: Candidate) -> str:
+    shapes = candidate.info.advantage_shapes
+    return "BT" if "BT" in shapes else shapes[0]
+
+
+def _baseline_for(candidate: Candidate, dtype: str, device: str) -> tuple[Candidate | None, str]:
+    """The torch-eager built-in, if it can run this dtype on this device."""
+    if candidate.name == BASELINE:
+        return candidate, ""
+    from .loading import load_candidate
+
+    try:
+        base = load_candidate(BASELINE)
+    except CandidateError as exc:
+        return None, str(exc)
+    avail = base.availability(device)
+    if not avail:
+        return None, f"{BASELINE} cannot run on {device}: {avail.reason}"
+    if dtype not in base.info.dtypes:
+        return None, f"{BASELINE} does not support {dtype}"
+    return base, ""
+
+
+def measure(candidate: Candidate, B: int, T: int, dtype: str, *, device: str = "cpu",
+            profile: BenchProfile = BENCH_PROFILES["default"], options: CallOptions = CallOptions(),
+            seed: int = 0, baseline: bool = True) -> dict:
+    """One row of the throughput table: the candidate, the copy roofline and
+    the torch-eager baseline at one shape and dtype."""
+    tokens = B * T
+    row = {"shape": [B, T], "tokens": tokens, "dtype": dtype, "device": device, "status": "ok", "reason": "",
+           "flags": []}
+    why = timing_unavailable(candidate, device)
+    if why:
+        row.update(status="correctness-only", reason=why)
+        return row
+    layout = _layout_for(candidate)
+    nbytes = minimum_bytes(candidate, B, T, dtype, layout)
+    sets = _sets_for(nbytes, profile)
+    batches = [make_batch(B, T, seed * 1_000_003 + 7919 * k + 1) for k in range(sets)]
+    row.update(bytes=nbytes, layout=layout, input_sets=sets)
+    contenders: list[_Contender] = [_CandidateContender(candidate, batches, dtype, device, layout, options)]
+    contenders.append(_CopyContender(candidate.info.framework, nbytes, device, sets))
+    base_reason = "not requested"
+    if baseline:
+        base, base_reason = _baseline_for(candidate, dtype, device)
+        if base is not None and base is not candidate:
+            contenders.append(_CandidateContender(base, batches, dtype, device, _layout_for(base), options))
+    timings = {c.name: Timing() for c in contenders}
+    for c in contenders:  # cold call (compilation), then warm-up
+        timings[c.name].first_call_s = c.call(0)
+        for i in range(profile.warmup):
+            c.call(i + 1)
+    for r in range(profile.rounds):
+        for c in contenders:
+            timings[c.name].samples.append(c.call(r))
+    cand = timings[candidate.name]
+    copy = timings["copy"]
+    row["candidate"] = cand.as_dict()
+    row["copy"] = copy.as_dict()
+    row["tokens_per_s"] = tokens / cand.median
+    row["bytes_per_s"] = nbytes / cand.median
+    row["roofline_bytes_per_s"] = nbytes / copy.median
+    row["roofline_fraction"] = copy.median / cand.median
+    if candidate.name == BASELINE:
+        row["baseline"] = row["candidate"]
+        row["speedup_vs_baseline"] = 1.0
+    elif BASELINE in timings:
+        row["baseline"] = timings[BASELINE].as_dict()
+        row["speedup_vs_baseline"] = timings[BASELINE].median / cand.median
+    else:
+        row["baseline"] = None
+        row["speedup_vs_baseline"] = None
+        row["baseline_reason"] = base_reason
+    row["compile_s"] = max(cand.first_call_s - cand.median, 0.0)
+    if row["roofline_fraction"] > IMPLAUSIBLE_ROOFLINE_FRACTION:
+        row["flags"].append(f"implausibly fast: {row['roofline_fraction']:.2f}x the copy roofline "
+                            "(results cached, work skipped, or an asynchronous call not waited for?)")
+    problems = contenders[0].check_outputs()
+    if problems:
+        row["flags"].extend(problems[:5])
+    if row["flags"]:
+        row["status"] = "invalid"
+        row["reason"] = row["flags"][0]
+    return row
+
+
+def bench(candidate: Candidate, *, shapes, dtypes=None, device: str = "cpu",
+          profile: BenchProfile = BENCH_PROFILES["default"], seed: int = 0, baseline: bool = True,
+          progress: Callable[[dict], None] | None = None) -> dict:
+    """The throughput section: one row per shape x dtype."""
+    info = candidate.info
+    dtypes = tuple(dtypes) if dtypes else tuple(d for d in info.dtypes if d != "float64")
+    bad = [d for d in dtypes if d not in info.dtypes]
+    if bad:
+        raise CandidateError(f"candidate {info.name!r} does not claim dtype {', '.join(bad)} "
+                             f"(it claims {', '.join(info.dtypes)})")
+    avail = candidate.availability(device)
+    if not avail:
+        raise CandidateError(f"candidate {info.name!r} cannot run on {device}: {avail.reason}")
+    rows = []
+    for dtype in dtypes:
+        for B, T in shapes:
+            try:
+                row = measure(candidate, B, T, dtype, device=device, profile=profile, seed=seed,
+                              baseline=baseline)
+            except Exception as exc:  # the candidate (or its framework) failed: record, go on
+                row = {"shape": [B, T], "tokens": B * T, "dtype": dtype, "device": device, "status": "error",
+                       "reason": f"{type(exc).__name__}: {exc}".splitlines()[0][:500], "flags": []}
+            rows.append(row)
+            if progress:
+                progress(row)
+    return {"baseline": BASELINE, "device": device, "rounds": profile.rounds, "warmup": profile.warmup,
+            "timer": get_driver(info.framework).timer_name(device), "rows": rows}
