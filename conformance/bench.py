@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import os
 import statistics
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -323,3 +324,31 @@ def bench(candidate: Candidate, *, shapes, dtypes=None, device: str = "cpu",
                 progress(row)
     return {"baseline": BASELINE, "device": device, "rounds": profile.rounds, "warmup": profile.warmup,
             "timer": get_driver(info.framework).timer_name(device), "rows": rows}
+
+
+# ---------------------------------------------------------------------------
+# the oracle itself
+# ---------------------------------------------------------------------------
+
+
+def oracle_speed(B: int = 64, T: int = 4096, *, rounds: int = 40, seed: int = 0,
+                 loss_agg_mode: str = "seq-mean-token-mean") -> dict:
+    """The oracle's loss + gradient against one ``np.exp`` pass over a float64
+    array of the same shape, interleaved: the oracle is in every check's
+    denominator, and exp is the unit of work it cannot avoid."""
+    import sapo_ref
+
+    b = make_batch(B, T, seed)
+    adv = np.ascontiguousarray(b.advantages[:, 0])
+    x = b.logprob - b.old_logprob
+    sapo_ref.sapo_loss(b.logprob, b.old_logprob, adv, b.mask, loss_agg_mode=loss_agg_mode)  # warm-up
+    exp_t, oracle_t = Timing(), Timing()
+    for _ in range(rounds):
+        start = time.perf_counter()
+        np.exp(x)
+        exp_t.samples.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        sapo_ref.sapo_loss(b.logprob, b.old_logprob, adv, b.mask, loss_agg_mode=loss_agg_mode).grad
+        oracle_t.samples.append(time.perf_counter() - start)
+    return {"shape": [B, T], "loss_agg_mode": loss_agg_mode, "rounds": rounds, "exp": exp_t.as_dict(),
+            "oracle": oracle_t.as_dict(), "ratio": oracle_t.median / exp_t.median}

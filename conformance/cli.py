@@ -259,6 +259,14 @@ def _cmd_bench(args) -> int:
         profile = replace(profile, rounds=args.rounds)
     if args.all and args.candidates:
         raise UsageError("give candidates or --all, not both")
+    if args.oracle:
+        for B_, T_ in shapes:
+            o = B.oracle_speed(B_, T_, rounds=args.rounds or 40, seed=args.seed)
+            print(f"oracle {B_}x{T_} float64 loss + gradient: {render.format_seconds(o['oracle']['median_s'])} = "
+                  f"{o['ratio']:.1f}x one np.exp pass ({render.format_seconds(o['exp']['median_s'])}); medians of "
+                  f"{o['rounds']} interleaved rounds")
+        if not (args.candidates or args.all):
+            return EXIT_OK
     specs = [r.name for r in registered_candidates()] if args.all else list(args.candidates)
     if not specs and os.environ.get(ENV_VAR):
         specs = [os.environ[ENV_VAR]]
@@ -438,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--rounds", type=int, help="timed calls per contender and shape")
     p.add_argument("--no-baseline", action="store_true", help="do not time torch-eager alongside")
+    p.add_argument("--oracle", action="store_true", help="time the float64 oracle against one np.exp pass")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=_cmd_bench)

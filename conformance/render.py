@@ -97,7 +97,7 @@ def _si(x: float, unit: str) -> str:
     return f"{x:.3g} {unit}"
 
 
-def _seconds(s: float | None) -> str:
+def format_seconds(s: float | None) -> str:
     if s is None:
         return "-"
     if s >= 1:
@@ -122,9 +122,9 @@ def throughput_rows(section: dict) -> list[tuple[str, ...]]:
             continue
         sp = r.get("speedup_vs_baseline")
         first = r["candidate"].get("first_call_s")
-        cells = (shape, r["dtype"], _seconds(r["candidate"]["median_s"]), _si(r["tokens_per_s"], "tok/s"),
+        cells = (shape, r["dtype"], format_seconds(r["candidate"]["median_s"]), _si(r["tokens_per_s"], "tok/s"),
                  _si(r["bytes_per_s"], "B/s"), f"{100 * r['roofline_fraction']:.0f}%",
-                 "n/a" if sp is None else f"{sp:.2f}x", _seconds(first))
+                 "n/a" if sp is None else f"{sp:.2f}x", format_seconds(first))
         if r["status"] == "invalid":
             cells = cells[:-1] + (f"{cells[-1]}  INVALID: {r.get('reason', '')}",)
         out.append(cells)
@@ -206,6 +206,8 @@ def _throughput_svg(section: dict, dtype: str, name: str, width=460, height=240)
         for i, (key, color, _) in enumerate(_SERIES) if series[key])
     ticks = "".join(f'<text x="4" y="{sy(10 ** k) + 3:.1f}" font-size="9">1e{k}</text>'
                     for k in range(int(ylo), int(yhi) + 1))
+    ticks += "".join(f'<text x="{sx(10 ** k) - 8:.1f}" y="{height - 38}" font-size="9">1e{k}</text>'
+                     for k in range(math.ceil(xlo), math.floor(xhi) + 1))
     title = f"{dtype}: tokens/s against tokens per batch (log-log)"
     return (f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" role="img">'
             f'<title>{_e(title)}</title><text x="{pad}" y="14" font-size="11">{_e(title)}</text>{ticks}'
@@ -612,8 +614,8 @@ def render_diff(d: dict) -> str:
         slower = {(t["shape"], t["dtype"]) for t in d["slower"]}
         for t in d["throughput"]:
             flag = f"  SLOWER than the {d['slower_threshold']:g}% allowed" if (t["shape"], t["dtype"]) in slower else ""
-            lines.append(f"  {t['shape']} {t['dtype']}: {_seconds(t['old_median_s'])} -> "
-                         f"{_seconds(t['new_median_s'])} ({100 * t['change']:+.1f}%), roofline "
+            lines.append(f"  {t['shape']} {t['dtype']}: {format_seconds(t['old_median_s'])} -> "
+                         f"{format_seconds(t['new_median_s'])} ({100 * t['change']:+.1f}%), roofline "
                          f"{100 * t['old_roofline']:.0f}% -> {100 * t['new_roofline']:.0f}%{flag}")
     lines.append("REGRESSION" if d["regression"] else "no regression")
     return "\n".join(lines)

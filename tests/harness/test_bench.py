@@ -289,3 +289,11 @@ def test_the_compare_gate_fails_on_an_injected_2x_slowdown(tmp_path):
 def test_the_pytest_bench_items_check_outputs(tmp_path):
     res = _pytest_bench(tmp_path, f"{BC}:numpy_caching")
     assert res.returncode == 1 and "input set 1" in res.stdout
+
+
+def test_oracle_speed_is_a_ratio_of_interleaved_medians():
+    o = bench.oracle_speed(8, 256, rounds=5)
+    assert o["shape"] == [8, 256] and o["oracle"]["rounds"] == o["exp"]["rounds"] == 5
+    assert o["ratio"] == pytest.approx(o["oracle"]["median_s"] / o["exp"]["median_s"])
+    code, out, err = run_cli("bench", "--oracle", "--shape", "8x256", "--rounds", "3")
+    assert code == cli.EXIT_OK and "x one np.exp pass" in out, err
