@@ -297,6 +297,12 @@ def measure(candidate: Candidate, B: int, T: int, dtype: str, *, device: str = "
     return row
 
 
+def empty_section(device: str, error: str) -> dict:
+    """A throughput section with no rows, saying why."""
+    return {"baseline": BASELINE, "device": device, "rounds": 0, "warmup": 0, "timer": "", "rows": [],
+            "error": error}
+
+
 def bench(candidate: Candidate, *, shapes, dtypes=None, device: str = "cpu",
           profile: BenchProfile = BENCH_PROFILES["default"], seed: int = 0, baseline: bool = True,
           progress: Callable[[dict], None] | None = None) -> dict:

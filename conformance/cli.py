@@ -25,6 +25,7 @@ EXIT_HARNESS = 3
 EXIT_UNAVAILABLE = 4
 
 REPORT_FILES = ("report.json", "report.md", "report.html")
+MATRIX_FILES = ("matrix.json", "matrix.md", "matrix.html")
 
 
 class UsageError(Exception):
@@ -102,17 +103,43 @@ def _prepare_report_dir(path: Path) -> Path:
     return path
 
 
+def _is_report_set(path: Path) -> bool:
+    """A directory holding only report files (one candidate of a --all run)."""
+    try:
+        names = {p.name for p in path.iterdir()}
+    except OSError:
+        return False
+    return bool(names) and names <= set(REPORT_FILES) and "report.json" in names
+
+
+def clear_previous_run(report_dir: Path, quiet: bool = False) -> None:
+    """Remove an earlier run's files from ``report_dir`` -- its reports,
+    matrix, and per-candidate subdirectories holding nothing but reports --
+    so that a new run is never mixed with an old one.  Other files are left
+    alone."""
+    stale = [report_dir / n for n in REPORT_FILES + MATRIX_FILES if (report_dir / n).is_file()]
+    subdirs = [p for p in report_dir.iterdir() if p.is_dir() and _is_report_set(p)]
+    if (stale or subdirs) and not quiet:
+        print(f"replacing the previous run in {report_dir}", file=sys.stderr)
+    # report.json first: without it the set is visibly incomplete
+    for f in sorted(stale, key=lambda p: p.name != "report.json"):
+        f.unlink()
+    for d in subdirs:
+        for f in sorted(d.iterdir(), key=lambda p: p.name != "report.json"):
+            f.unlink()
+        d.rmdir()
+
+
 def write_reports(report: dict, report_dir: Path, junit: Path | None = None) -> None:
     """All files of one run, each atomically; report.json last, so a complete
-    report.json means the set is complete.  Files of an earlier run that this
-    run does not rewrite are removed first, so runs are never mixed."""
+    report.json means the set is complete (an earlier run's report.json is
+    removed before anything is written)."""
     from . import render
     from .report import atomic_write, dumps
 
-    for name in REPORT_FILES:
-        stale = report_dir / name
-        if stale.exists() and name != "report.json":
-            stale.unlink()
+    old = report_dir / "report.json"
+    if old.exists():
+        old.unlink()
     atomic_write(report_dir / "report.md", render.render_markdown(report))
     atomic_write(report_dir / "report.html", render.render_html(report))
     if junit is not None:
@@ -124,33 +151,106 @@ def _command_line(argv) -> str:
     return "sapo-conformance " + " ".join(shlex.quote(a) for a in argv)
 
 
+class _InProcess:
+    """The candidate in this process (``--no-isolate``, or a Python object)."""
+
+    def __init__(self, cand):
+        self.candidate = cand
+
+    def availability(self, device):
+        return self.candidate.availability(device)
+
+    def run_units(self, units, args, progress):
+        from .runner import run_units
+
+        return run_units(self.candidate, units, device=args.device, profile=args.profile, seed=args.seed,
+                         progress=progress)
+
+    def bench(self, name, dtypes, args):
+        from .bench import BENCH_PROFILES, bench
+
+        p = BENCH_PROFILES[name]
+        return bench(self.candidate, shapes=p.shapes, dtypes=dtypes, device=args.device, profile=p, seed=args.seed)
+
+    def close(self):
+        pass
+
+
+class _Isolated:
+    """The candidate in a worker process (the default; conformance.isolate)."""
+
+    def __init__(self, session):
+        self.session = session
+        self.candidate = session.candidate
+
+    def availability(self, device):
+        from .candidate import Availability
+
+        return Availability(self.session.available, self.session.reason)
+
+    def run_units(self, units, args, progress):
+        return self.session.run_units(units, progress)
+
+    def bench(self, name, dtypes, args):
+        return self.session.bench(name, dtypes, args.timeout)
+
+    def close(self):
+        self.session.close()
+
+
+def _open_candidate(spec, args):
+    from .candidate import CandidateError
+    from .loading import load_candidate
+
+    if args.isolate and isinstance(spec, str):
+        from .isolate import CandidateCrashed, Session
+
+        session = Session(spec, device=args.device, profile=args.profile, seed=args.seed,
+                          memory_limit=args.memory_limit, group_timeout_s=args.timeout)
+        try:
+            session.start()
+        except CandidateCrashed:
+            raise
+        except CandidateError as exc:
+            raise UsageError(str(exc)) from None
+        return _Isolated(session)
+    try:
+        return _InProcess(load_candidate(spec))
+    except CandidateError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _run_one(spec, args, report_dir: Path, command: str, *, quiet: bool) -> tuple[int, dict | None, str]:
     """Certify one candidate; returns (exit code, report or None, reason)."""
     from .candidate import CandidateError
-    from .loading import load_candidate
+    from .isolate import CandidateCrashed
     from .report import build_report
-    from .runner import plan, run_units, terminal_progress
+    from .runner import plan, terminal_progress
 
     try:
-        cand = load_candidate(spec)
-    except CandidateError as exc:
-        raise UsageError(str(exc)) from None
-    avail = cand.availability(args.device)
-    if not avail:
-        return EXIT_UNAVAILABLE, None, f"{cand.name} cannot run on {args.device}: {avail.reason}"
+        runner = _open_candidate(spec, args)
+    except CandidateCrashed as exc:
+        return EXIT_NONCONFORMANT, None, str(exc)
     try:
-        units = plan(cand, dtypes=args.dtype, modes=args.mode, checks=args.check)
-    except CandidateError as exc:
-        raise UsageError(str(exc)) from None
-    if not units:
-        raise UsageError(f"no check matches {', '.join(args.check or ['*'])} for {cand.name}")
-    if not quiet:
-        print(f"certifying {cand.name} ({len(units)} checks, profile {args.profile}, device {args.device})",
-              file=sys.stderr)
-    start = time.perf_counter()
-    records = run_units(cand, units, device=args.device, profile=args.profile, seed=args.seed,
-                        progress=None if quiet else terminal_progress())
-    throughput = _throughput_section(cand, args, quiet=quiet)
+        cand = runner.candidate
+        avail = runner.availability(args.device)
+        if not avail:
+            return EXIT_UNAVAILABLE, None, f"{cand.name} cannot run on {args.device}: {avail.reason}"
+        try:
+            units = plan(cand, dtypes=args.dtype, modes=args.mode, checks=args.check)
+        except CandidateError as exc:
+            raise UsageError(str(exc)) from None
+        if not units:
+            raise UsageError(f"no check matches {', '.join(args.check or ['*'])} for {cand.name}")
+        if not quiet:
+            how = "in a separate process" if isinstance(runner, _Isolated) else "in this process"
+            print(f"certifying {cand.name} ({len(units)} checks, profile {args.profile}, device {args.device}, "
+                  f"{how})", file=sys.stderr)
+        start = time.perf_counter()
+        records = runner.run_units(units, args, None if quiet else terminal_progress())
+        throughput = _throughput_section(runner, args, quiet=quiet)
+    finally:
+        runner.close()
     report_path = str(report_dir / "report.json")
     report = build_report(cand, spec if isinstance(spec, str) else cand.name, records, profile=args.profile,
                           seed=args.seed, device=args.device, dtypes=args.dtype or cand.info.dtypes,
@@ -162,10 +262,10 @@ def _run_one(spec, args, report_dir: Path, command: str, *, quiet: bool) -> tupl
     return code, report, ""
 
 
-def _throughput_section(cand, args, *, quiet: bool) -> dict | None:
+def _throughput_section(runner, args, *, quiet: bool) -> dict | None:
     """run's throughput section: the suite profile's bench profile, unless
     --throughput says otherwise or only some checks were asked for."""
-    from .bench import BENCH_PROFILES, bench
+    from .bench import BENCH_PROFILES
     from .checks import SUITE_PROFILES
 
     name = args.throughput or SUITE_PROFILES[args.profile].throughput
@@ -173,17 +273,20 @@ def _throughput_section(cand, args, *, quiet: bool) -> dict | None:
         name = None  # a partial run (--check, --golden-only) is not a benchmark
     if name in (None, "none"):
         return None
-    profile = BENCH_PROFILES[name]
     if not quiet:
-        print(f"  throughput ({name}: {len(profile.shapes)} shapes)", file=sys.stderr)
-    dtypes = [d for d in (args.dtype or cand.info.dtypes) if d != "float64"] or list(args.dtype or ["float64"])
-    return bench(cand, shapes=profile.shapes, dtypes=dtypes, device=args.device, profile=profile, seed=args.seed)
+        print(f"  throughput ({name}: {len(BENCH_PROFILES[name].shapes)} shapes)", file=sys.stderr)
+    claimed = runner.candidate.info.dtypes
+    dtypes = [d for d in (args.dtype or claimed) if d != "float64"] or list(args.dtype or ["float64"])
+    return runner.bench(name, dtypes, args)
 
 
 def _cmd_run(args) -> int:
     from . import render
+    from .isolate import default_memory_limit
     from .loading import ENV_VAR
 
+    if args.memory_limit == "default":
+        args.memory_limit = None if args.device == "cuda" else default_memory_limit()
     command = _command_line(args.argv)
     if args.golden_dir:
         os.environ["SAPO_GOLDEN_DIR"] = args.golden_dir
@@ -192,6 +295,7 @@ def _cmd_run(args) -> int:
             raise UsageError("--golden-only and --check are exclusive")
         args.check = ["golden.*"]
     report_dir = _prepare_report_dir(Path(args.report_dir))
+    clear_previous_run(report_dir, quiet=args.quiet)
     if args.all:
         return _run_all(args, report_dir, command)
     spec = args.candidate or os.environ.get(ENV_VAR)
@@ -398,11 +502,40 @@ def _cmd_diff(args) -> int:
 # ---------------------------------------------------------------------------
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
+def _memory_limit(text: str):
+    from .isolate import parse_size
+
+    if text == "default":
+        return text
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``--help`` shows the usage)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .bench import BENCH_PROFILES
     from .checks import SUITE_PROFILES
+    from .isolate import DEFAULT_GROUP_TIMEOUT_S
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sapo-conformance",
         description="Reference oracle and conformance harness for the SAPO policy loss.",
     )
@@ -433,6 +566,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--throughput", choices=("none",) + tuple(BENCH_PROFILES),
                    help="throughput section (default: quick for --profile default, default for thorough, "
                         "none for quick)")
+    p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the candidate in a separate process, so a crash or hang is a check error "
+                        "(default: on)")
+    p.add_argument("--timeout", type=_positive_seconds, default=DEFAULT_GROUP_TIMEOUT_S, metavar="SECONDS",
+                   help=f"deadline of each check group when isolated (default {DEFAULT_GROUP_TIMEOUT_S:g})")
+    p.add_argument("--memory-limit", type=_memory_limit, default="default", metavar="SIZE",
+                   help="address-space limit of the isolated candidate, e.g. 4G or none "
+                        "(default: 8G or half the memory; none on CUDA)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_cmd_run)
 

@@ -141,6 +141,8 @@ def _throughput_intro(section: dict) -> str:
 def render_throughput_text(name: str, section: dict) -> str:
     """The table ``bench`` prints (one line when timing is meaningless here)."""
     rows = section["rows"]
+    if section.get("error"):
+        return f"{name}: throughput {section['error']}"
     if rows and all(r["status"] == "correctness-only" for r in rows):
         return f"{name}: {rows[0]['reason']}"
     table = [throughput_header(section)] + throughput_rows(section)
@@ -154,6 +156,8 @@ def render_throughput_text(name: str, section: dict) -> str:
 def _throughput_markdown(section: dict | None) -> list[str]:
     if not section:
         return []
+    if section.get("error"):
+        return ["", "## Throughput", "", _md(f"Throughput {section['error']}.")]
     head = throughput_header(section)
     out = ["", "## Throughput", "", _md(_throughput_intro(section)) + ".", "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -219,6 +223,8 @@ def _throughput_svg(section: dict, dtype: str, name: str, width=460, height=240)
 def _throughput_html(section: dict | None, name: str) -> str:
     if not section:
         return ""
+    if section.get("error"):
+        return f"<h2>Throughput</h2><p>Throughput {_e(section['error'])}.</p>"
     head = "".join(f"<th>{_e(h)}</th>" for h in throughput_header(section))
     body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in throughput_rows(section))
     dtypes = list(dict.fromkeys(r["dtype"] for r in section["rows"]))
@@ -249,7 +255,7 @@ def render_markdown(report: dict) -> str:
         f"| harness | {_md(report['harness']['version'])} (oracle {_md(report['harness']['oracle_version'])}) |",
         f"| environment | Python {_md(report['environment']['python'])}, "
         f"{_md(', '.join(f'{k} {v}' for k, v in report['environment']['packages'].items()))} |",
-        f"| created | {_md(report['created'])} |",
+        f"| created | {_md(report['created'])} (run `{_md(report.get('run_id', ''))}`) |",
         "",
         "## Summary by group",
         "",
@@ -435,7 +441,7 @@ modes {_e(", ".join(c["loss_agg_modes"]))}; devices {_e(", ".join(c["devices"]))
 <tr><th>harness</th><td>{_e(report["harness"]["version"])} (oracle {_e(report["harness"]["oracle_version"])})</td></tr>
 <tr><th>environment</th><td>Python {_e(env["python"])} on {_e(env["platform"])}; {_e(packages)};
 devices {_e(", ".join(env["devices"]))}</td></tr>
-<tr><th>created</th><td>{_e(report["created"])}</td></tr>
+<tr><th>created</th><td>{_e(report["created"])} (run <code>{_e(report.get("run_id", ""))}</code>)</td></tr>
 </table>
 <h2>Summary by group</h2>
 <table><tr><th>group</th><th>pass</th><th>fail</th><th>error</th><th>skip</th><th>worst error / bound</th></tr>

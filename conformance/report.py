@@ -141,6 +141,32 @@ def decode_counterexample(d: dict) -> Counterexample:
     return Counterexample(batch, options, str(d.get("dtype")), d.get("layout"), d.get("case"))
 
 
+def encode_record(rec: Record) -> dict:
+    """A record as JSON-safe data, losslessly (for the isolation worker)."""
+    return {"check": rec.check, "group": rec.group, "title": rec.title, "dtype": rec.dtype, "mode": rec.mode,
+            "device": rec.device, "status": rec.status,
+            "max_error": None if rec.max_error is None else _num(rec.max_error),
+            "bound": None if rec.bound is None else _num(rec.bound), "examples": rec.examples,
+            "duration_s": rec.duration_s, "message": rec.message,
+            "counterexample": encode_counterexample(rec.counterexample),
+            "samples": [[_num(a), _num(b)] for a, b in rec.samples]}
+
+
+def decode_record(d: dict) -> Record:
+    """The inverse of :func:`encode_record`; ValueError if malformed."""
+    try:
+        return Record(check=str(d["check"]), group=str(d["group"]), title=str(d["title"]), dtype=str(d["dtype"]),
+                      mode=d["mode"], device=str(d["device"]), status=d["status"] if d["status"] in STATUSES
+                      else "error", max_error=None if d["max_error"] is None else _from_num(d["max_error"]),
+                      bound=None if d["bound"] is None else _from_num(d["bound"]), examples=int(d["examples"]),
+                      duration_s=float(d["duration_s"]), message=str(d["message"]),
+                      counterexample=None if d["counterexample"] is None
+                      else decode_counterexample(d["counterexample"]),
+                      samples=[(_from_num(a), _from_num(b)) for a, b in d["samples"]])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"malformed record: {exc}") from None
+
+
 # ---------------------------------------------------------------------------
 # building
 # ---------------------------------------------------------------------------
@@ -321,6 +347,7 @@ def validate(data) -> str | None:
         return f"unknown verdict {data['verdict']!r}"
     tp = data.get("throughput")
     if tp is not None and (not isinstance(tp, dict) or not isinstance(tp.get("rows"), list)
+                           or not isinstance(tp.get("error", ""), str)
                            or not all(isinstance(r, dict) and isinstance(r.get("shape"), list)
                                       and isinstance(r.get("dtype"), str) for r in tp["rows"])):
         return "malformed 'throughput'"

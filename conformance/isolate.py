@@ -1,0 +1,337 @@
+"""Running a candidate in a child process, so that its failures are records.
+
+A certification tool runs other people's code.  With isolation (the CLI
+default), the candidate is loaded and called only in a *worker* process; the
+harness process plans the run, keeps the clock, and writes the report.  What
+the worker can do to the run:
+
+* raise: the check records an ``error`` with the exception (as in-process);
+* crash (segfault, abort, ``os._exit``, ``SystemExit``, the OOM killer): the
+  unit it was running gets an ``error`` naming the signal or exit status; a
+  fresh worker continues with the next unit (after ``MAX_CRASHES`` crashes
+  in one check group and dtype, that group's remaining units of that dtype
+  are ``error``, not run, which bounds the time spent restarting);
+* hang: each check group (``random``, ``edge``, ...) has a deadline; when it
+  passes, the worker is killed, the unit in progress and the group's
+  remaining units get ``error`` ("timed out"), and the next group starts a
+  fresh worker;
+* exhaust memory: the worker's address space is limited (``RLIMIT_AS``;
+  not on CUDA, whose driver reserves address space up front), so an
+  allocation beyond the limit raises MemoryError there -- an ``error`` --
+  instead of taking the machine down;
+* return garbage: handled by the drivers and comparisons as in-process
+  (``fail``/``error`` with the reason).
+
+Messages between the processes are JSON (``send_bytes``), never pickle: the
+harness does not deserialise objects made by a process running untrusted
+code.  The worker's stdout goes to stderr, so a chatty candidate cannot
+corrupt the harness's own output.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .candidate import Candidate, CandidateError, CandidateInfo
+
+#: default deadline of one check group, in seconds
+DEFAULT_GROUP_TIMEOUT_S = 900.0
+#: how long loading a candidate (importing its framework) may take
+LOAD_TIMEOUT_S = 300.0
+#: worker crashes tolerated in one check group and dtype before its other units are skipped
+MAX_CRASHES = 3
+
+
+class WorkerLost(Exception):
+    """The worker died or stopped answering; the message says how."""
+
+
+class CandidateCrashed(CandidateError):
+    """The candidate's process died (or hung) while loading it."""
+
+
+def default_memory_limit() -> int | None:
+    """8 GiB, or half the machine's memory if that is less (None if unknown)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 << 30
+    return min(8 << 30, total // 2)
+
+
+def parse_size(text: str) -> int | None:
+    """``"512M"``, ``"8G"``, ``"1073741824"`` -> bytes; ``"none"`` -> None."""
+    t = text.strip().lower()
+    if t in ("none", "0", "off"):
+        return None
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    factor = units.get(t[-1:], 1)
+    number = t[:-1] if t[-1:] in units else t
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"memory limit {text!r} is not a size like 512M, 8G or none") from None
+    if not value > 0 or value * factor < 64 << 20:
+        raise ValueError(f"memory limit {text!r} is below 64M")
+    return int(value * factor)
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "stopped answering"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = " (out of memory?)" if -exitcode == signal.SIGKILL else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with status {exitcode}"
+
+
+# ---------------------------------------------------------------------------
+# the worker process
+# ---------------------------------------------------------------------------
+
+
+def _send(conn, msg: dict) -> None:
+    conn.send_bytes(json.dumps(msg, allow_nan=False).encode())
+
+
+def _limit_memory(limit: int | None) -> None:
+    if limit is None:
+        return
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - platform without it
+        pass
+
+
+def _worker_main(conn, spec: str, device: str, profile: str, seed: int, memory_limit: int | None) -> None:
+    """The child: load the candidate, then run what the parent asks."""
+    os.dup2(2, 1)  # the candidate's prints go to stderr
+    _limit_memory(memory_limit)
+    from .checks import CHECKS
+    from .loading import load_candidate
+    from .report import encode_record
+    from .runner import Unit, run_units
+
+    try:
+        cand = load_candidate(spec)
+    except CandidateError as exc:
+        _send(conn, {"type": "load-error", "message": str(exc)})
+        return
+    avail = cand.availability(device)
+    _send(conn, {"type": "ready", "info": cand.info.as_dict(), "grad": cand.grad,
+                 "has_gate": cand.gate is not None, "available": avail.ok, "reason": avail.reason})
+    by_name = {c.name: c for c in CHECKS}
+    while True:
+        try:
+            msg = json.loads(conn.recv_bytes())
+        except EOFError:
+            return
+        if msg["type"] == "exit":
+            return
+        if msg["type"] == "unit":
+            unit = Unit(by_name[msg["check"]], msg["dtype"], msg["mode"])
+            records = run_units(cand, [unit], device=device, profile=profile, seed=seed)
+            _send(conn, {"type": "records", "records": [encode_record(r) for r in records]})
+        elif msg["type"] == "bench":
+            from .bench import BENCH_PROFILES, bench
+
+            p = BENCH_PROFILES[msg["profile"]]
+            try:
+                section = bench(cand, shapes=p.shapes, dtypes=msg["dtypes"], device=device, profile=p, seed=seed)
+                _send(conn, {"type": "bench", "section": section})
+            except CandidateError as exc:
+                _send(conn, {"type": "bench-error", "message": str(exc)})
+
+
+# ---------------------------------------------------------------------------
+# the parent's side
+# ---------------------------------------------------------------------------
+
+
+def _unavailable(*args, **kwargs):  # the shadow candidate's kernel: never called in the parent
+    raise CandidateError("an isolated candidate runs in its worker process only")
+
+
+class Worker:
+    """One worker process for one candidate."""
+
+    def __init__(self, spec: str, *, device: str, profile: str, seed: int, memory_limit: int | None):
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, spec, device, profile, seed, memory_limit),
+                                name="sapo-conformance-candidate", daemon=True)
+        self.proc.start()
+        child.close()
+        self.spec = spec
+
+    def receive(self, deadline: float) -> dict:
+        """The next message; WorkerLost if the worker dies or the deadline passes."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WorkerLost("timed out")
+            try:
+                if self.conn.poll(min(remaining, 0.5)):
+                    return json.loads(self.conn.recv_bytes())
+            except (EOFError, OSError):
+                self.proc.join(5)
+                raise WorkerLost(describe_exit(self.proc.exitcode)) from None
+            if not self.proc.is_alive():
+                if self.conn.poll(0):  # it said something before dying
+                    continue
+                self.proc.join(5)
+                raise WorkerLost(describe_exit(self.proc.exitcode))
+
+    def request(self, msg: dict) -> None:
+        try:
+            _send(self.conn, msg)
+        except (OSError, ValueError):
+            self.proc.join(5)
+            raise WorkerLost(describe_exit(self.proc.exitcode)) from None
+
+    def stop(self) -> None:
+        """Ask politely, then terminate, then kill; never leaves it running."""
+        if self.proc.is_alive():
+            try:
+                _send(self.conn, {"type": "exit"})
+            except (OSError, ValueError):
+                pass
+            self.proc.join(2)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(2)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+        self.conn.close()
+
+
+@dataclass
+class Session:
+    """An isolated candidate: the shadow the parent plans with, and its worker."""
+
+    spec: str
+    device: str
+    profile: str
+    seed: int
+    memory_limit: int | None
+    group_timeout_s: float = DEFAULT_GROUP_TIMEOUT_S
+    candidate: Candidate | None = None
+    available: bool = False
+    reason: str = ""
+    worker: Worker | None = None
+
+    def start(self) -> None:
+        """Start a worker and wait for it to load the candidate.  Raises
+        CandidateError when loading fails (cleanly or by crashing)."""
+        self.worker = Worker(self.spec, device=self.device, profile=self.profile, seed=self.seed,
+                             memory_limit=self.memory_limit)
+        try:
+            msg = self.worker.receive(time.monotonic() + LOAD_TIMEOUT_S)
+        except WorkerLost as exc:
+            self.close()
+            raise CandidateCrashed(f"candidate {self.spec!r}: its process {exc} while loading") from None
+        if msg["type"] == "load-error":
+            self.close()
+            raise CandidateError(msg["message"])
+        if self.candidate is None:
+            info = CandidateInfo(**{k: tuple(v) if isinstance(v, list) else v for k, v in msg["info"].items()})
+            self.candidate = Candidate(info, _unavailable, grad=msg["grad"],
+                                       gate=_unavailable if msg["has_gate"] else None)
+            self.available, self.reason = msg["available"], msg["reason"]
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
+    def _ensure(self) -> Worker:
+        if self.worker is None:
+            self.start()
+        return self.worker
+
+    def run_units(self, units: list, progress: Callable | None = None) -> list:
+        """Every unit, in order; crashes and timeouts become error records."""
+        from .checks import Record
+
+        records = []
+        done = 0
+        groups: dict[str, list] = {}
+        for u in units:
+            groups.setdefault(u.check.group, []).append(u)
+
+        def lost(unit, message):
+            return Record(check=f"{unit.check.name}:isolation", group=unit.check.group, title=unit.check.title,
+                          dtype=unit.dtype, mode=unit.mode, device=self.device, status="error", message=message)
+
+        for group, members in groups.items():
+            deadline = time.monotonic() + self.group_timeout_s
+            crashes: dict[str, int] = {}
+            for unit in members:
+                if crashes.get(unit.dtype, 0) >= MAX_CRASHES:
+                    recs = [lost(unit, f"not run: the candidate's process crashed {MAX_CRASHES} times in check "
+                                       f"group {group!r} with {unit.dtype}")]
+                elif time.monotonic() >= deadline:
+                    recs = [lost(unit, f"not run: check group {group!r} timed out after "
+                                       f"{self.group_timeout_s:g} s")]
+                else:
+                    recs, trouble = self._one(unit, deadline, lost)
+                    if trouble == "timeout":
+                        deadline = time.monotonic()  # the rest of the group is not run
+                    elif trouble == "crash":
+                        crashes[unit.dtype] = crashes.get(unit.dtype, 0) + 1
+                records.extend(recs)
+                done += 1
+                if progress:
+                    progress(done, len(units), unit, recs)
+        return records
+
+    def _one(self, unit, deadline: float, lost) -> tuple[list, str | None]:
+        """One unit's records, and "timeout" or "crash" when it went wrong."""
+        from .report import decode_record
+
+        try:
+            worker = self._ensure()
+            worker.request({"type": "unit", "check": unit.check.name, "dtype": unit.dtype, "mode": unit.mode})
+            msg = worker.receive(deadline)
+        except CandidateError as exc:
+            return [lost(unit, f"the candidate's process could not be restarted: {exc}")], "crash"
+        except WorkerLost as exc:
+            self.close()
+            if str(exc) == "timed out":
+                return [lost(unit, f"timed out: check group {unit.check.group!r} did not finish within "
+                                   f"{self.group_timeout_s:g} s (the candidate hung?); its process was "
+                                   f"killed")], "timeout"
+            return [lost(unit, f"the candidate's process {exc} during {unit.id}")], "crash"
+        return [decode_record(r) for r in msg["records"]], None
+
+    def bench(self, profile: str, dtypes: list, timeout_s: float) -> dict:
+        """The throughput section, measured in the worker (``error`` set and
+        no rows when it could not be)."""
+        from .bench import empty_section
+
+        try:
+            worker = self._ensure()
+            worker.request({"type": "bench", "profile": profile, "dtypes": list(dtypes)})
+            msg = worker.receive(time.monotonic() + timeout_s)
+        except (CandidateError, WorkerLost) as exc:
+            self.close()
+            return empty_section(self.device, f"not measured: the candidate's process {exc}")
+        if msg["type"] == "bench-error":
+            return empty_section(self.device, f"not measured: {msg['message']}")
+        return msg["section"]
