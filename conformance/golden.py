@@ -31,7 +31,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -286,9 +286,32 @@ def _read_manifest(directory: Path) -> dict:
         raise GoldenError(f"{path}: not a sapo-conformance golden manifest")
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise GoldenError(f"{path}: unsupported schema version {manifest.get('schema_version')!r}")
-    if not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("cases"), dict):
-        raise GoldenError(f"{path}: malformed (files/cases)")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise GoldenError(f"{path}: malformed ({problem})")
     return manifest
+
+
+def _manifest_problem(manifest: dict) -> str | None:
+    """What is structurally wrong with a manifest, or None."""
+    files, cases = manifest.get("files"), manifest.get("cases")
+    if not isinstance(files, dict) or not isinstance(cases, dict):
+        return "files and cases must be objects"
+    for name, entry in files.items():
+        if not (name.endswith(".npz") and name == Path(name).name and not name.startswith(".")):
+            return f"file name {name!r} is not a plain .npz name"
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            return f"files[{name!r}] needs a sha256"
+    for cid, meta in cases.items():
+        if not isinstance(meta, dict) or not isinstance(meta.get("file"), str) or meta["file"] not in files:
+            return f"case {cid!r} must name one of the files"
+        options = meta.get("options")
+        if not isinstance(options, dict) or not isinstance(meta.get("dtype"), str):
+            return f"case {cid!r} needs options and a dtype"
+        allowed = {f.name for f in fields(CallOptions)} | {"profile"}
+        if not isinstance(options.get("profile"), str) or not set(options) <= allowed:
+            return f"case {cid!r}: options must name a profile and only {', '.join(sorted(allowed))}"
+    return None
 
 
 def _check_files(directory: Path, manifest: dict) -> None:
@@ -362,10 +385,15 @@ class Change:
 def verify(directory: Path | None = None) -> tuple[dict, list[Change], int]:
     """Recompute every case with the current oracle: (manifest, changes
     beyond ULP_TOLERANCE, number of cases).  Raises GoldenError for a broken set."""
+    directory = Path(directory or default_dir())
     manifest, cases = load(directory)
     changes = []
     for case in cases:
-        res = _oracle(case.batch, case.meta["options"], case.meta["dtype"])
+        try:
+            res = _oracle(case.batch, case.meta["options"], case.meta["dtype"])
+        except (ValueError, TypeError) as exc:
+            raise GoldenError(f"{directory / 'manifest.json'}: case {case.id!r}: the oracle rejects its options "
+                              f"({exc})") from None
         for name, arr in _outputs(res).items():
             u = _ulps(arr, case.outputs[name])
             if u > ULP_TOLERANCE:

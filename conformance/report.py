@@ -332,6 +332,108 @@ def load_report(path) -> dict:
     return data
 
 
+# ---------------------------------------------------------------------------
+# validation: the schema as data
+# ---------------------------------------------------------------------------
+#
+# A spec is a Python type (str, int, bool, dict, list), NUM (a JSON number or
+# "nan"/"inf"/"-inf"), a tuple of alternatives, ("list", spec), ("map", spec)
+# (string keys), ("enum", values...), or a dict of required keys (a key
+# written "name?" is optional).  Everything the renderers read is in it, so a
+# report that validates renders.
+
+NUM = "number"  # any, "nan"/"inf" included (errors can be)
+NONNEG = "finite number >= 0"
+POSITIVE = "finite number > 0"
+_STRS = ("list", str)
+_TIMING = {"median_s": POSITIVE, "q1_s": POSITIVE, "q3_s": POSITIVE, "min_s": POSITIVE, "rounds": int,
+           "first_call_s": (POSITIVE, None)}
+_THROUGHPUT_ROW = {
+    "shape": ("list", int), "tokens": int, "dtype": str, "device": str,
+    "status": ("enum", "ok", "invalid", "correctness-only", "error"), "reason": str, "flags": _STRS,
+    "bytes?": POSITIVE, "candidate?": _TIMING, "copy?": _TIMING, "baseline?": (_TIMING, None),
+    "tokens_per_s?": POSITIVE, "bytes_per_s?": POSITIVE, "roofline_bytes_per_s?": POSITIVE,
+    "roofline_fraction?": POSITIVE, "speedup_vs_baseline?": (POSITIVE, None),
+}
+_RECORD = {
+    "id": str, "check": str, "group": str, "title": str,
+    "params": {"dtype": str, "loss_agg_mode": (str, None), "device": str},
+    "status": ("enum",) + STATUSES, "max_error": (NUM, None), "bound": (NONNEG, None), "examples": int,
+    "duration_s": NONNEG, "message": str, "counterexample": (dict, None), "reproduce": (str, None),
+}
+REPORT_SPEC = {
+    "schema": str, "schema_version": int, "run_id": str, "created": str, "duration_s": NONNEG, "command": str,
+    "harness": {"version": str, "oracle_version": str},
+    "environment": {"python": str, "platform": str, "packages": ("map", str), "devices": _STRS},
+    "candidate": {"spec": str, "name": str, "framework": str, "framework_version": str, "version?": str,
+                  "description?": str, "profile": str, "dtypes": _STRS, "loss_agg_modes": _STRS,
+                  "devices": _STRS},
+    "run": {"profile": str, "seed": int, "device": str, "dtypes": _STRS, "loss_agg_modes": _STRS,
+            "checks": _STRS},
+    "verdict": ("enum", "conformant", "non-conformant"),
+    "summary": {"total": int, "pass": int, "fail": int, "error": int, "skip": int},
+    "checks": ("list", _RECORD),
+    "samples?": ("map", {"log_ratio": ("list", NUM), "error": ("list", NUM)}),
+    "throughput?": (None, {"baseline": str, "device": str, "rounds": int, "warmup": int, "timer": str,
+                           "rows": ("list", _THROUGHPUT_ROW), "error?": str}),
+}
+
+
+def _where(path: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(path)) or "report"
+
+
+def check_spec(value, spec, path: tuple = ()) -> str | None:
+    """What in ``value`` does not match ``spec``, or None."""
+    if spec is None:
+        return None if value is None else f"{_where(path)} must be null"
+    if spec in (NUM, NONNEG, POSITIVE):
+        try:
+            x = _from_num(value)
+        except ValueError:
+            return f"{_where(path)} is not a number"
+        ok = spec is NUM or (math.isfinite(x) and (x > 0 if spec is POSITIVE else x >= 0))
+        return None if ok else f"{_where(path)} must be a {spec}"
+    if isinstance(spec, type):
+        ok = isinstance(value, spec) and not (spec is int and isinstance(value, bool))
+        return None if ok else f"{_where(path)} must be {spec.__name__}"
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            return f"{_where(path)} must be an object"
+        for key, sub in spec.items():
+            name = key.rstrip("?")
+            if name not in value:
+                if key.endswith("?"):
+                    continue
+                return f"{_where(path + (name,))} is missing"
+            problem = check_spec(value[name], sub, path + (name,))
+            if problem:
+                return problem
+        return None
+    kind = spec[0] if spec and isinstance(spec[0], str) else None
+    if kind == "list":
+        if not isinstance(value, list):
+            return f"{_where(path)} must be a list"
+        for i, item in enumerate(value):
+            problem = check_spec(item, spec[1], path + (i,))
+            if problem:
+                return problem
+        return None
+    if kind == "map":
+        if not isinstance(value, dict):
+            return f"{_where(path)} must be an object"
+        for k, item in value.items():
+            problem = check_spec(item, spec[1], path + (k,))
+            if problem:
+                return problem
+        return None
+    if kind == "enum":
+        return None if isinstance(value, str) and value in spec[1:] else \
+            f"{_where(path)} must be one of {', '.join(spec[1:])}"
+    problems = [check_spec(value, alt, path) for alt in spec]  # alternatives
+    return None if any(p is None for p in problems) else problems[-1]
+
+
 def validate(data) -> str | None:
     """What is wrong with a report document, or None."""
     if not isinstance(data, dict):
@@ -340,25 +442,14 @@ def validate(data) -> str | None:
         return f"not a sapo-conformance report (schema {data.get('schema')!r})"
     if data.get("schema_version") != SCHEMA_VERSION:
         return f"unsupported report schema version {data.get('schema_version')!r} (this harness reads {SCHEMA_VERSION})"
-    for key, kind in (("candidate", dict), ("run", dict), ("checks", list), ("summary", dict), ("verdict", str)):
-        if not isinstance(data.get(key), kind):
-            return f"missing or malformed {key!r}"
-    if data["verdict"] not in ("conformant", "non-conformant"):
-        return f"unknown verdict {data['verdict']!r}"
-    tp = data.get("throughput")
-    if tp is not None and (not isinstance(tp, dict) or not isinstance(tp.get("rows"), list)
-                           or not isinstance(tp.get("error", ""), str)
-                           or not all(isinstance(r, dict) and isinstance(r.get("shape"), list)
-                                      and isinstance(r.get("dtype"), str) for r in tp["rows"])):
-        return "malformed 'throughput'"
-    for i, rec in enumerate(data["checks"]):
-        if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) or rec.get("status") not in STATUSES:
-            return f"check #{i} is malformed"
-        for key in ("max_error", "bound"):
-            v = rec.get(key)
-            if v is not None:
-                try:
-                    _from_num(v)
-                except ValueError:
-                    return f"check {rec['id']!r}: {key} is not a number"
+    problem = check_spec(data, REPORT_SPEC)
+    if problem:
+        return f"malformed report: {problem}"
+    for row in (data.get("throughput") or {}).get("rows", []):
+        if row["status"] in ("ok", "invalid"):
+            missing = [k.rstrip("?") for k in _THROUGHPUT_ROW if k.endswith("?") and k.rstrip("?") not in row]
+            if missing:
+                return f"malformed report: throughput row {row['shape']} lacks {', '.join(missing)}"
+        if len(row["shape"]) != 2 or row["tokens"] <= 0:
+            return "malformed report: a throughput shape is not [B, T] with B*T > 0"
     return None

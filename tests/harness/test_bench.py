@@ -254,8 +254,13 @@ def test_diff_shows_throughput_changes_and_gates_on_request(tmp_path):
 def test_a_malformed_throughput_section_is_rejected(tmp_path):
     code, out, err = run_cli("run", "numpy-fp32", "--report-dir", str(tmp_path), *QUICK)
     report = load_report(tmp_path / "report.json")
-    for bad in ({"rows": "x"}, [1], {"rows": [{"shape": "8x8", "dtype": "float32"}]}):
-        assert validate({**report, "throughput": bad}) == "malformed 'throughput'"
+    good = {"baseline": "torch-eager", "device": "cpu", "rounds": 1, "warmup": 0, "timer": "t", "rows": []}
+    assert validate({**report, "throughput": good}) is None
+    row = {"shape": [8, 8], "tokens": 64, "dtype": "float32", "device": "cpu", "status": "ok", "reason": "",
+           "flags": []}
+    for bad in ({**good, "rows": "x"}, [1], {**good, "rows": [{**row, "shape": "8x8"}]},
+                {**good, "rows": [row]}, {**good, "rows": [{**row, "shape": [8]}]}):
+        assert validate({**report, "throughput": bad}).startswith("malformed report: throughput")
 
 
 # --- the pytest-benchmark regression gate -------------------------------------
