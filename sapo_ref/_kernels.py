@@ -134,10 +134,12 @@ def precise_gate_from_ratio(r, tau):
     return _dd.to_float(fh, fl, kf), _dd.to_float(wh, wl, kw)
 
 
-def precise_from_logratio(dh, dl, tau, adv, ch, cl):
+def precise_from_logratio(dh, dl, tau, adv, ch, cl, weight=None):
     """All per-token outputs for log-ratios ``dh + dl`` (``+-inf`` allowed).
 
-    ``adv`` must be finite; ``ch + cl`` is the token's aggregation weight.
+    ``adv`` (and ``weight``, an importance weight multiplying the token's
+    loss, if given) must be finite; ``ch + cl`` is the token's aggregation
+    weight.
     Returns float64 arrays: ratio, gate, token_loss (-A f), grad (-c A f'(r) r)
     and weighted (-c A f, the token's share of the loss), each rounded once.
     """
@@ -163,17 +165,23 @@ def precise_from_logratio(dh, dl, tau, adv, ch, cl):
     gate = _dd.to_float(fh, fl, kf)
     # scale-free factors: A = am * 2**ka, c = cm * 2**kc
     am, _, ka = _dd.normalise(adv)
+    if weight is not None:  # A w as an exact double-double, scaled
+        wm, _, kw_ = _dd.normalise(weight)
+        amh, aml = _dd.two_prod(am, wm)
+        ka = ka + kw_
+    else:
+        amh, aml = am, np.zeros_like(am)
     cm, kc = np.frexp(ch)
     cml = np.ldexp(cl, -kc)
     kc = kc.astype(np.int64)
     # token loss -A f and its weighted share -c A f
-    lh, ll = _dd.mul_d(fh, fl, -am)
+    lh, ll = _dd.mul(fh, fl, -amh, -aml)
     token_loss = _dd.to_float(lh, ll, kf + ka)
     xh2, xl2 = _dd.mul(lh, ll, cm, cml)
     weighted = _dd.to_float(xh2, xl2, kf + ka + kc)
     # gradient -c A f'(r) r (0 when R = 0 or the gate is saturated)
     hh, hl = _dd.mul(wh, wl, rh, rl)
-    hh, hl = _dd.mul_d(hh, hl, -am)
+    hh, hl = _dd.mul(hh, hl, -amh, -aml)
     hh, hl = _dd.mul(hh, hl, cm, cml)
     grad = _dd.to_float(hh, hl, kw + kr + ka + kc)
     grad = np.where(sat | low, 0.0, grad)

@@ -15,7 +15,15 @@ import numpy as np
 from . import _dd, _kernels
 from . import _validate as V
 from ._aggregate import Denominators, row_weights
-from .profiles import EMPTY_ROW_POLICIES, LOSS_AGG_MODES, TAU_DTYPES, Profile, get_profile
+from .profiles import (
+    EMPTY_ROW_POLICIES,
+    IMPORTANCE_SAMPLING_LEVELS,
+    LOSS_AGG_MODES,
+    SEQUENCE_ADVANTAGES,
+    TAU_DTYPES,
+    Profile,
+    get_profile,
+)
 
 #: Names of the metrics every result carries (SPEC.md, "Metrics").
 METRIC_NAMES = ("ppo_kl", "avg_ratio", "avg_soft_gate", "pos_adv_frac")
@@ -23,6 +31,9 @@ METRIC_NAMES = ("ppo_kl", "avg_ratio", "avg_soft_gate", "pos_adv_frac")
 # Advantages larger than this (in magnitude) take the precise path, which
 # cannot overflow in intermediate products.
 _ADV_FAST_MAX = 1e300
+# ... and nonzero ones smaller than this, whose products with the gate and
+# the aggregation weight could fall below the normal range.
+_ADV_FAST_MIN = 2.0**-900
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,8 @@ class Semantics:
     tau_dtype: str | None
     tau_pos: float  # after rounding to tau_dtype
     tau_neg: float
+    importance_sampling_level: str = "token"
+    sequence_advantage: str = "token"
 
     @property
     def mode(self) -> str:
@@ -94,6 +107,8 @@ def resolve_semantics(
     token_sum_norm=None,
     log_ratio_clamp=None,
     tau_dtype=None,
+    importance_sampling_level=None,
+    sequence_advantage=None,
     advantages_dtype: str = "float64",
     n_tokens_axis: int = 1,
 ) -> Semantics:
@@ -121,6 +136,10 @@ def resolve_semantics(
         tdt = advantages_dtype
         if tdt not in TAU_DTYPES:
             raise ValueError(f"profile {prof.name!r} rounds tau to the advantages' dtype, which is {tdt}")
+    level = prof.importance_sampling_level if importance_sampling_level is None else V.choice(
+        importance_sampling_level, "importance_sampling_level", IMPORTANCE_SAMPLING_LEVELS)
+    seq_adv = prof.sequence_advantage if sequence_advantage is None else V.choice(
+        sequence_advantage, "sequence_advantage", SEQUENCE_ADVANTAGES)
     return Semantics(
         profile=prof.name,
         loss_agg_mode=mode,
@@ -132,6 +151,8 @@ def resolve_semantics(
         tau_dtype=tdt,
         tau_pos=_round_tau(tp, tdt, "tau_pos"),
         tau_neg=_round_tau(tn, tdt, "tau_neg"),
+        importance_sampling_level=level,
+        sequence_advantage=seq_adv,
     )
 
 
@@ -158,6 +179,9 @@ def sapo_loss(
     tau_dtype=None,
     global_token_count=None,
     global_seq_count=None,
+    rollout_is_weights=None,
+    importance_sampling_level=None,
+    sequence_advantage=None,
 ) -> SAPOResult:
     """The SAPO loss, its exact gradient with respect to ``logprob``, and metrics.
 
@@ -181,6 +205,16 @@ def sapo_loss(
         global_seq_count: likewise, the number of counted sequences (seq-mean
             modes).  With both, the losses and gradients of the shards sum to
             those of the full batch.
+        rollout_is_weights: optional (B, T), (B,) or (B, 1) importance
+            weights w (constants: no gradient flows to them) multiplying each
+            token's loss before aggregation: token loss -f(r) A w (verl's
+            ``rollout_is_weights``, TRL's vLLM importance ratio, SkyRL's
+            truncated IS).  The temperature still follows the sign of A.
+        importance_sampling_level: ``"token"`` or ``"sequence"`` (every token
+            of a row takes the row's ratio exp(mean log-ratio); the gradient
+            of the row's loss is spread evenly over its tokens).
+        sequence_advantage: with the sequence level, ``"token"`` or ``"mean"``
+            (each token takes its row's masked mean advantage, AReaL's form).
 
     The inputs are never modified.  Errors: TypeError/ValueError naming the
     argument (SPEC.md, "Validation").
@@ -190,6 +224,9 @@ def sapo_loss(
     V.same_shape(olp, "old_logprob", lp.shape, "logprob")
     adv = V.advantages_for(advantages, lp.shape, "logprob")
     m = V.mask_array(mask, lp.shape)
+    weights = None
+    if rollout_is_weights is not None:
+        weights = V.advantages_for(rollout_is_weights, lp.shape, "logprob", name="rollout_is_weights")
     B, T = lp.shape
     sem = resolve_semantics(
         profile,
@@ -202,6 +239,8 @@ def sapo_loss(
         token_sum_norm=token_sum_norm,
         log_ratio_clamp=log_ratio_clamp,
         tau_dtype=tau_dtype,
+        importance_sampling_level=importance_sampling_level,
+        sequence_advantage=sequence_advantage,
         advantages_dtype=V.dtype_name(advantages),
         n_tokens_axis=T,
     )
@@ -214,7 +253,9 @@ def sapo_loss(
         global_seq_count = V.count(global_seq_count, "global_seq_count", local_seqs)
     c_hi, c_lo, denom, denoms = row_weights(n_rows, sem, global_token_count, global_seq_count)
     with np.errstate(all="ignore"):
-        return _evaluate(lp, olp, adv, m, n_rows, c_hi, c_lo, denom, sem, denoms)
+        if sem.importance_sampling_level == "sequence":
+            return _sequence_level(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem, denoms)
+        return _evaluate(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem, denoms)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -306,7 +347,7 @@ def _map_rows(block, B: int, T: int) -> list:
     return list(_EXECUTOR[n].map(block, ranges))
 
 
-def _evaluate(lp, olp, adv, m, n_rows, c_hi, c_lo, denom, sem: Semantics, denoms) -> SAPOResult:
+def _evaluate(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Semantics, denoms) -> SAPOResult:
     """The fast path on whole arrays, in preallocated blocks (fresh 2 MB
     arrays cost page faults that would dominate) and row ranges, then the
     precise path on every other unmasked token."""
@@ -351,6 +392,13 @@ def _evaluate(lp, olp, adv, m, n_rows, c_hi, c_lo, denom, sem: Semantics, denoms
         inside = d_ >= _kernels.D_FAST[0]
         inside &= d_ <= _kernels.D_FAST[1]  # NaN fails both
         inside &= a_ok
+        if weights is not None:  # from here on, a_s is the weighted advantage A w
+            w_ = weights[rows]
+            w_ok = np.isfinite(w_) & (np.abs(w_) <= _ADV_FAST_MAX)
+            a_s = a_s * np.where(w_ok, w_, 0.0)
+            inside &= w_ok & (np.abs(a_s) <= _ADV_FAST_MAX)
+        # products near the subnormal range lose digits in the fast path
+        inside &= (a_s == 0) | (np.abs(a_s) >= _ADV_FAST_MIN)
         # outside the fast interval: remember the raw log-ratio, put 0 there meanwhile
         local = np.flatnonzero(~inside)
         dflat, dlflat = d_.reshape(-1), dl_.reshape(-1)
@@ -391,12 +439,19 @@ def _evaluate(lp, olp, adv, m, n_rows, c_hi, c_lo, denom, sem: Semantics, denoms
     if idx.size:
         rows = idx // T
         a = adv[:, 0][rows] if per_row else adv.reshape(-1)[idx]
+        wv = None
+        if weights is not None:
+            wv = weights.reshape(-1)[idx] if weights.shape == (B, T) else weights[:, 0][rows]
         undefined = np.isnan(raw_d) | ~np.isfinite(a)
+        if wv is not None:
+            undefined |= ~np.isfinite(wv)
         t = _kernels.select_tau(a, sem.tau_pos, sem.tau_neg)  # +-inf keep their sign's tau
         a_s = np.where(undefined, 1.0, a)
+        w_s = None if wv is None else np.where(undefined, 1.0, wv)
         dh_s = np.where(np.isnan(raw_d), 0.0, raw_d)
         dl_s = np.where(np.isfinite(raw_lo), raw_lo, 0.0)
-        r_p, g_p, l_p, gr_p, w_p = _kernels.precise_from_logratio(dh_s, dl_s, t, a_s, c_hi[rows], c_lo[rows])
+        r_p, g_p, l_p, gr_p, w_p = _kernels.precise_from_logratio(dh_s, dl_s, t, a_s, c_hi[rows], c_lo[rows],
+                                                                  weight=w_s)
         nan_d, nan_a = np.isnan(raw_d), np.isnan(a)
         ratio.reshape(-1)[idx] = np.where(nan_d, np.nan, r_p)
         gate.reshape(-1)[idx] = np.where(nan_d | nan_a, np.nan, g_p)
@@ -418,6 +473,8 @@ def _evaluate(lp, olp, adv, m, n_rows, c_hi, c_lo, denom, sem: Semantics, denoms
     if per_row and B * T and not (idx.size and not np.all(np.isfinite(weighted.reshape(-1)[idx]))):
         with np.errstate(invalid="ignore"):
             bound = float(np.max(np.abs(c_hi * adv[:, 0]))) * 4.0 / min(sem.tau_pos, sem.tau_neg)
+            if weights is not None:
+                bound *= float(np.max(np.abs(np.where(m, weights, 0.0)), initial=0.0))
         if not math.isfinite(bound) or bound > 1e300:
             bound = None
     loss = _dd.fsum(weighted, scratch=scratch, overwrite=True, bound=bound)
@@ -441,6 +498,76 @@ def _evaluate(lp, olp, adv, m, n_rows, c_hi, c_lo, denom, sem: Semantics, denoms
         gate=_readonly(gate),
         ratio=_readonly(ratio),
         agg_weight=_readonly(agg_weight),
+        metrics=_LazyMetrics(metrics),
+        semantics=sem,
+        denominators=denoms,
+    )
+
+
+def _row_sums_dd(x: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the sum of x over the mask as a double-double (hi, lo): hi is
+    the correctly rounded sum, lo the correctly rounded remainder."""
+    B = x.shape[0]
+    hi, lo = np.zeros(B), np.zeros(B)
+    for i in range(B):
+        terms = x[i][m[i]].tolist()
+        if not terms:
+            continue
+        try:
+            hi[i] = math.fsum(terms)
+            lo[i] = math.fsum(terms + [-hi[i]]) if math.isfinite(hi[i]) else 0.0
+        except (OverflowError, ValueError):  # inf - inf inside, or an intermediate overflow
+            hi[i] = float(np.sum(terms))
+            lo[i] = 0.0
+    return hi, lo
+
+
+def _sequence_level(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Semantics, denoms) -> SAPOResult:
+    """Every token of row i takes the row's log-ratio s_i = (sum of its
+    log-ratios) / n_i.  The token-level evaluation at s_i gives each token's
+    value and its share -c A w f'(r_i) r_i of d loss / d s_i; since
+    d s_i / d logprob_it = 1/n_i for each unmasked token, the gradient of a
+    token is the sum of its row's shares divided by n_i."""
+    B, T = lp.shape
+    # the exact log-ratios as double-doubles, their row sums, and s_i = S_i / n_i
+    d = lp - olp
+    e = d - lp
+    d_lo = (lp - (d - e)) - (olp + e)  # TwoSum: d + d_lo = lp - olp exactly
+    both = np.concatenate([d, d_lo], axis=1)
+    s_hi, s_lo = _row_sums_dd(both, np.concatenate([m, m], axis=1))
+    n = np.maximum(n_rows, 1).astype(np.float64)
+    q = s_hi / n
+    p_hi, p_lo = _dd.two_prod(q, n)
+    q_lo = ((s_hi - p_hi) - p_lo + s_lo) / n  # (S - q n) / n: the quotient's next digits
+    row_lp = np.broadcast_to(q[:, None], (B, T)).copy()
+    row_olp = np.broadcast_to(-q_lo[:, None], (B, T)).copy()
+    row_lp[~m] = 0.0
+    row_olp[~m] = 0.0
+    if sem.sequence_advantage == "mean":  # the row's mean advantage, correctly rounded but for ~2**-100
+        a_hi, a_lo = _row_sums_dd(np.broadcast_to(adv, (B, T)), m)
+        mean = a_hi / n
+        p_hi, p_lo = _dd.two_prod(mean, n)
+        adv = (mean + ((a_hi - p_hi) - p_lo + a_lo) / n)[:, None]
+    res = _evaluate(row_lp, row_olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem, denoms)
+    share_hi, _ = _row_sums_dd(res.grad, m)
+    grad = np.where(m, (share_hi / n)[:, None], 0.0) + 0.0
+    if sem.empty_rows == "nan" and sem.mode == "seq-mean-token-mean":
+        grad[n_rows == 0] = np.nan
+    token_kl = -(math.fsum(s_hi) + math.fsum(s_lo)) if np.all(np.isfinite(s_hi)) else -float(np.sum(s_hi))
+    count = float(n_rows.sum()) + sem.token_count_eps
+
+    def metrics():
+        out = dict(res.metrics)
+        out["ppo_kl"] = token_kl / count if count else 0.0
+        return out
+
+    return SAPOResult(
+        loss=res.loss,
+        grad=_readonly(grad),
+        token_loss=res.token_loss,
+        gate=res.gate,
+        ratio=res.ratio,
+        agg_weight=res.agg_weight,
         metrics=_LazyMetrics(metrics),
         semantics=sem,
         denominators=denoms,

@@ -29,6 +29,13 @@ EMPTY_ROW_POLICIES = ("exclude", "count", "nan")
 #: Precisions a profile may round the temperatures to before use.
 TAU_DTYPES = ("float64", "float32", "float16", "bfloat16")
 
+#: Where the importance ratio is formed (see SPEC.md, "Sequence-level ratio").
+IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
+
+#: The advantage a sequence-level loss uses for a token: its own, or the
+#: masked mean of its row's (AReaL's form).
+SEQUENCE_ADVANTAGES = ("token", "mean")
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -56,6 +63,11 @@ class Profile:
             them exact.
         token_sum_norm: the normaliser of ``seq-mean-token-sum-norm``;
             ``None`` means the padded length T.
+        importance_sampling_level: ``"token"`` (the ratio of each token) or
+            ``"sequence"`` (each token takes its row's geometric-mean ratio
+            exp(mean of the row's log-ratios), GSPO-style).
+        sequence_advantage: with the sequence level, ``"token"`` keeps each
+            token's advantage, ``"mean"`` replaces it by its row's masked mean.
     """
 
     name: str
@@ -68,6 +80,8 @@ class Profile:
     log_ratio_clamp: float | None = None
     tau_dtype: str | None = None
     token_sum_norm: float | None = None
+    importance_sampling_level: str = "token"
+    sequence_advantage: str = "token"
 
     def __post_init__(self):
         if self.loss_agg_mode is not None and self.loss_agg_mode not in LOSS_AGG_MODES:
@@ -76,6 +90,11 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: unknown empty_rows {self.empty_rows!r}")
         if self.tau_dtype not in (None, "advantages", *TAU_DTYPES):
             raise ValueError(f"profile {self.name!r}: unknown tau_dtype {self.tau_dtype!r}")
+        if self.importance_sampling_level not in IMPORTANCE_SAMPLING_LEVELS:
+            raise ValueError(f"profile {self.name!r}: unknown importance_sampling_level "
+                             f"{self.importance_sampling_level!r}")
+        if self.sequence_advantage not in SEQUENCE_ADVANTAGES:
+            raise ValueError(f"profile {self.name!r}: unknown sequence_advantage {self.sequence_advantage!r}")
 
     def effective_mode(self, requested: str) -> str:
         """The aggregation this implementation computes when asked for ``requested``."""
@@ -122,6 +141,21 @@ _ALL = (
         source='TRL >= 0.26 GRPOTrainer loss_type="sapo"',
         loss_agg_mode="seq-mean-token-mean",
         empty_rows="count",
+    ),
+    Profile(
+        name="trl-sequence",
+        summary='TRL with importance_sampling_level="sequence": one geometric-mean ratio per sequence',
+        source='TRL >= 0.26 GRPOTrainer loss_type="sapo", importance_sampling_level="sequence"',
+        loss_agg_mode="seq-mean-token-mean",
+        empty_rows="count",
+        importance_sampling_level="sequence",
+    ),
+    Profile(
+        name="areal-sequence",
+        summary="AReaL's sequence-level form: geometric-mean ratio and the row's mean advantage",
+        source="AReaL sequence-level importance sampling (GSPO-style) with SAPO gating",
+        importance_sampling_level="sequence",
+        sequence_advantage="mean",
     ),
 )
 

@@ -52,16 +52,32 @@ def log_ratio(lp, olp, clamp=None):
     return d, True
 
 
-def token(lp, olp, a, tau_pos, tau_neg, c=Fraction(1), clamp=None):
-    """Per-token (ratio, gate, token_loss, grad) for finite inputs, c a Fraction."""
-    d, passes = log_ratio(lp, olp, clamp)
+def token(lp, olp, a, tau_pos, tau_neg, c=Fraction(1), clamp=None, w=1.0, d=None):
+    """Per-token (ratio, gate, token_loss, grad) for finite inputs, c a
+    Fraction, w an importance weight multiplying the token's loss.  ``d``,
+    an exact (log-ratio, gradient passes) pair, replaces lp - olp (the
+    sequence level passes the row's)."""
+    d, passes = log_ratio(lp, olp, clamp) if d is None else d
     tau = tau_for(a, tau_pos, tau_neg)
     r = mp.exp(d)
     f = gate(r, tau)
-    am = mpf(a)
+    am = mpf(a) * mpf(w)
     cm = mp.mpf(c.numerator) / c.denominator
     g = -cm * am * weight(r, tau) * r if passes else mp.mpf(0)
     return r, f, -am * f, g
+
+
+def row_log_ratio(lps, olps, clamp=None):
+    """The exact sequence-level log-ratio of one row's unmasked tokens: the
+    mean of lp - olp, then the clamp; and whether the gradient passes."""
+    s = mp.fsum(mpf(a) - mpf(b) for a, b in zip(lps, olps)) / len(lps)
+    if clamp is not None and abs(s) > mpf(clamp):
+        return mp.sign(s) * mpf(clamp), False
+    return s, True
+
+
+def row_mean(values):
+    return mp.fsum(mpf(v) for v in values) / len(values)
 
 
 def row_weights(n_rows, mode, empty_rows="exclude", token_eps=0.0, row_eps=0.0, norm=None,

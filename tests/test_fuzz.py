@@ -71,11 +71,16 @@ def test_oracle_arbitrary_arrays(lp, olp, adv, mask):
 @FUZZ
 @given(shaped_batch(), scalars(), scalars(), st.one_of(st.sampled_from(sapo_ref.LOSS_AGG_MODES), st.text(max_size=8),
        scalars()), st.one_of(st.none(), st.sampled_from(sorted(sapo_ref.PROFILES)), st.text(max_size=5), scalars()),
-       scalars(), scalars(), st.one_of(st.none(), scalars()))
-def test_oracle_arbitrary_options(batch, tau_pos, tau_neg, mode, profile, gtc, gsc, clamp):
+       scalars(), scalars(), st.one_of(st.none(), scalars()), st.one_of(st.none(), arrays()),
+       st.one_of(st.none(), st.sampled_from(["token", "sequence"]), scalars()),
+       st.one_of(st.none(), st.sampled_from(["token", "mean"]), scalars()))
+def test_oracle_arbitrary_options(batch, tau_pos, tau_neg, mode, profile, gtc, gsc, clamp, weights, level, seq_adv):
     lp, olp, adv, mask = batch
+    if weights is None and level is not None:  # reach the weights' validation with well-shaped ones too
+        weights = np.ones_like(np.asarray(lp, dtype=float))
     kwargs = dict(tau_pos=tau_pos, tau_neg=tau_neg, loss_agg_mode=mode, profile=profile,
-                  global_token_count=gtc, global_seq_count=gsc, log_ratio_clamp=clamp)
+                  global_token_count=gtc, global_seq_count=gsc, log_ratio_clamp=clamp, rollout_is_weights=weights,
+                  importance_sampling_level=level, sequence_advantage=seq_adv)
     try:
         res = sapo_ref.sapo_loss(lp, olp, adv, mask, **kwargs)
     except (ValueError, TypeError) as exc:

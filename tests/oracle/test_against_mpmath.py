@@ -58,34 +58,50 @@ def _check_reduction(quantity, got, terms, count, context):
 
 
 def check_against_mpmath(lp, olp, adv, mask, tau_pos, tau_neg, mode, **options):
-    """Compare every output of one sapo_loss call with mpref."""
+    """Compare every output of one sapo_loss call with mpref (token or
+    sequence level, with or without importance weights)."""
     res = sapo_ref.sapo_loss(lp, olp, adv, mask, tau_pos=tau_pos, tau_neg=tau_neg, loss_agg_mode=mode, **options)
     B, T = lp.shape
     A = per_token_advantages(adv, lp.shape)
+    W = per_token_advantages(options.get("rollout_is_weights", np.ones((B, 1))), lp.shape)
     sem = res.semantics
+    sequence = sem.importance_sampling_level == "sequence"
     weights = mpref.row_weights(
         mask.sum(axis=1), sem.loss_agg_mode, sem.empty_rows, sem.token_count_eps, sem.row_count_eps,
         sem.token_sum_norm, options.get("global_token_count"), options.get("global_seq_count"),
     )
     loss_terms, kl_terms, ratio_terms, gate_terms = [], [], [], []
     for i in range(B):
+        cols = [t for t in range(T) if mask[i, t]]
         for t in range(T):
             if not mask[i, t]:
                 assert res.grad[i, t] == 0 and res.token_loss[i, t] == 0
-                continue
-            ctx = f"lp={lp[i, t]!r}, olp={olp[i, t]!r}, A={A[i, t]!r}, tau=({tau_pos}, {tau_neg}), mode={mode}"
+        if not cols:
+            continue
+        row_d = mpref.row_log_ratio(lp[i, cols], olp[i, cols], sem.log_ratio_clamp) if sequence else None
+        row_a = mpref.row_mean(A[i, cols]) if sequence and sem.sequence_advantage == "mean" else None
+        shares = []
+        for t in cols:
+            a_t = A[i, t] if row_a is None else row_a
+            ctx = (f"lp={lp[i, t]!r}, olp={olp[i, t]!r}, A={a_t!r}, w={W[i, t]!r}, tau=({tau_pos}, {tau_neg}), "
+                   f"mode={mode}, level={sem.importance_sampling_level}")
             c = weights[i]
-            r, f, loss_tok, g = mpref.token(
-                lp[i, t], olp[i, t], A[i, t], sem.tau_pos, sem.tau_neg, c, sem.log_ratio_clamp
-            )
+            r, f, loss_tok, g = mpref.token(lp[i, t], olp[i, t], a_t, sem.tau_pos, sem.tau_neg, c,
+                                            sem.log_ratio_clamp, W[i, t], row_d)
             _check_ulps("ratio", res.ratio[i, t], r, ctx)
             _check_ulps("gate", res.gate[i, t], f, ctx)
             _check_ulps("token_loss", res.token_loss[i, t], loss_tok, ctx)
-            _check_ulps("grad", res.grad[i, t], g, ctx)
+            if sequence:
+                shares.append(g)
+            else:
+                _check_ulps("grad", res.grad[i, t], g, ctx)
             loss_terms.append(mp.mpf(c.numerator) / c.denominator * loss_tok)
-            kl_terms.append(-mpref.log_ratio(lp[i, t], olp[i, t], sem.log_ratio_clamp)[0])
+            kl_terms.append(-mpref.log_ratio(lp[i, t], olp[i, t])[0] if sequence
+                            else -mpref.log_ratio(lp[i, t], olp[i, t], sem.log_ratio_clamp)[0])
             ratio_terms.append(r)
             gate_terms.append(f)
+        for t in cols if sequence else ():  # d loss / d lp_it = (sum of the row's shares) / n_i
+            _check_reduction("grad (sequence level)", res.grad[i, t], shares, len(cols), f"row {i}")
     if loss_terms:
         _check_reduction("loss", res.loss, loss_terms, 1, f"mode={mode}")
         count = mp.mpf(len(loss_terms)) + mpref.mpf(sem.token_count_eps)
@@ -95,6 +111,34 @@ def check_against_mpmath(lp, olp, adv, mask, tau_pos, tau_neg, mode, **options):
     else:
         assert res.loss == 0.0
     return res
+
+
+is_weights = st.floats(0.0, 4.0) | st.sampled_from([0.0, 1.0, 0.5, 2.0, 1e-3])
+
+
+@st.composite
+def weights_for(draw, shape):
+    B, T = shape
+    layout = draw(st.sampled_from(("token", "row")))
+    n = B * T if layout == "token" else B
+    w = np.array(draw(st.lists(is_weights, min_size=n, max_size=n)))
+    return w.reshape(B, T) if layout == "token" else w
+
+
+@given(batch=batches(), tau_pos=taus, tau_neg=taus, mode=loss_agg_modes, data=st.data())
+def test_importance_weights_match_mpmath(batch, tau_pos, tau_neg, mode, data):
+    lp, olp, adv, mask = batch
+    w = data.draw(weights_for(lp.shape), label="rollout_is_weights")
+    check_against_mpmath(lp, olp, adv, mask, tau_pos, tau_neg, mode, rollout_is_weights=w)
+
+
+@given(batch=batches(), tau_pos=taus, tau_neg=taus, mode=loss_agg_modes,
+       seq_adv=st.sampled_from(("token", "mean")), weighted=st.booleans(), data=st.data())
+def test_sequence_level_matches_mpmath(batch, tau_pos, tau_neg, mode, seq_adv, weighted, data):
+    lp, olp, adv, mask = batch
+    extra = {"rollout_is_weights": data.draw(weights_for(lp.shape))} if weighted else {}
+    check_against_mpmath(lp, olp, adv, mask, tau_pos, tau_neg, mode, importance_sampling_level="sequence",
+                         sequence_advantage=seq_adv, **extra)
 
 
 @given(batch=batches(), tau_pos=taus, tau_neg=taus, mode=loss_agg_modes)

@@ -14,10 +14,16 @@ moderate = st.floats(-2.5, 2.5)
 
 @settings(max_examples=60)
 @given(batch=batches(log_ratios=moderate), tau_pos=taus.filter(lambda t: t <= 20),
-       tau_neg=taus.filter(lambda t: t <= 20), mode=loss_agg_modes, seed=st.integers(0, 2**32 - 1))
-def test_gradient_matches_central_differences(batch, tau_pos, tau_neg, mode, seed):
+       tau_neg=taus.filter(lambda t: t <= 20), mode=loss_agg_modes, seed=st.integers(0, 2**32 - 1),
+       level=st.sampled_from(("token", "sequence")), seq_adv=st.sampled_from(("token", "mean")),
+       weighted=st.booleans())
+def test_gradient_matches_central_differences(batch, tau_pos, tau_neg, mode, seed, level, seq_adv, weighted):
+    """At both importance-sampling levels, with and without importance weights."""
     lp, olp, adv, mask = batch
-    kw = dict(tau_pos=tau_pos, tau_neg=tau_neg, loss_agg_mode=mode)
+    kw = dict(tau_pos=tau_pos, tau_neg=tau_neg, loss_agg_mode=mode, importance_sampling_level=level,
+              sequence_advantage=seq_adv)
+    if weighted:
+        kw["rollout_is_weights"] = np.random.default_rng(seed + 1).uniform(0.0, 3.0, lp.shape)
     res = sapo_ref.sapo_loss(lp, olp, adv, mask, **kw)
     grad = res.grad
     loss_scale = float(np.sum(np.abs(res.agg_weight * res.token_loss)))
