@@ -64,9 +64,11 @@ def _function_adapter(fn, name, framework, claims, defaults) -> Candidate:
     if not callable(fn):
         raise CandidateError(f"candidate {name!r}: expected a function, got {type(fn).__name__}")
 
-    def kernel(logprob, old_logprob, advantages, mask, *, tau_pos, tau_neg, loss_agg_mode):
+    def kernel(logprob, old_logprob, advantages, mask, *, tau_pos, tau_neg, loss_agg_mode, **extra):
+        # extra: rollout_is_weights, passed only to a function that claims it
         loss, metrics = _split_result(
-            fn(old_logprob, logprob, advantages, mask, tau_pos=tau_pos, tau_neg=tau_neg, loss_agg_mode=loss_agg_mode),
+            fn(old_logprob, logprob, advantages, mask, tau_pos=tau_pos, tau_neg=tau_neg, loss_agg_mode=loss_agg_mode,
+               **extra),
             name,
         )
         return loss, metrics
@@ -91,7 +93,9 @@ def from_torch_loss(fn: Callable, *, name: str, **claims) -> Candidate:
     Claims default to float32 on the CPU, (B, T) advantages, a float mask,
     the canonical profile and no metrics checked; override any
     :class:`CandidateInfo` field, e.g. ``dtypes=("float32", "bfloat16")``,
-    ``profile="trl"``, ``metrics=("ppo_kl",)``.
+    ``profile="trl"``, ``metrics=("ppo_kl",)``.  With
+    ``rollout_is_weights=True`` the function is also called with
+    ``rollout_is_weights=`` a (B, T) tensor of importance weights.
     """
     return _function_adapter(fn, name, "torch", claims, _FUNCTION_DEFAULTS)
 
@@ -153,6 +157,8 @@ def from_verl_policy_loss(fn: Callable, *, name: str | None = None,
     function as verl's ``global_batch_info`` (``batch_num_tokens``,
     ``global_batch_size``, ``dp_size``).  Defaults: the ``verl`` profile,
     float32 on the CPU, (B, T) advantages, a float mask, ``ppo_kl`` checked.
+    Claim ``rollout_is_weights=True`` to have the weights checks pass verl's
+    ``rollout_is_weights`` argument (otherwise it is None).
     """
     if not callable(fn):
         raise CandidateError(f"candidate {name or fn!r}: expected a function, got {type(fn).__name__}")
@@ -160,14 +166,14 @@ def from_verl_policy_loss(fn: Callable, *, name: str | None = None,
     build = make_config or _duck_config
 
     def kernel(logprob, old_logprob, advantages, mask, *, tau_pos, tau_neg, loss_agg_mode,
-               global_token_count=None, global_seq_count=None):
+               global_token_count=None, global_seq_count=None, rollout_is_weights=None):
         info = {"dp_size": dp_size}
         if global_token_count is not None:
             info["batch_num_tokens"] = global_token_count
         if global_seq_count is not None:
             info["global_batch_size"] = global_seq_count
         config = build(tau_pos=tau_pos, tau_neg=tau_neg, global_batch_info=info)
-        result = fn(old_logprob, logprob, advantages, mask, loss_agg_mode, config, None)
+        result = fn(old_logprob, logprob, advantages, mask, loss_agg_mode, config, rollout_is_weights)
         if isinstance(result, tuple) and len(result) == 4:
             return KernelOutput(loss=result[0], metrics={"ppo_kl": result[2]})
         loss, metrics = _split_result(result, name)

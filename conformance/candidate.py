@@ -100,6 +100,13 @@ class CandidateInfo:
         global_counts: accepts ``global_token_count`` / ``global_seq_count``.
         requires_tau_order: only defined for tau_neg >= tau_pos (Trinity-RFT
             asserts it); the suites then never ask for tau_pos > tau_neg.
+        rollout_is_weights: accepts ``rollout_is_weights`` (a (B, T) tensor of
+            importance weights multiplying each token's loss, SPEC.md 2.1);
+            the ``weights.*`` checks then exercise it.
+        data_parallel: computes the loss of one data-parallel shard when
+            given the global counts, so that gradients all-reduced across
+            ranks equal the full batch's (the ``distributed.*`` checks run it
+            under torch.distributed).
     """
 
     name: str
@@ -118,6 +125,8 @@ class CandidateInfo:
     mask_kind: str = "bool"
     global_counts: bool = False
     requires_tau_order: bool = False
+    rollout_is_weights: bool = False
+    data_parallel: bool = False
 
     def __post_init__(self):
         def bad(field_name, value, valid):
@@ -244,12 +253,14 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Batch:
-    """Inputs in float64 NumPy: logprob, old_logprob, advantages, mask."""
+    """Inputs in float64 NumPy: logprob, old_logprob, advantages, mask, and
+    optionally (B, T) rollout importance weights."""
 
     logprob: np.ndarray
     old_logprob: np.ndarray
     advantages: np.ndarray
     mask: np.ndarray
+    weights: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:

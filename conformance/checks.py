@@ -199,22 +199,25 @@ class _Found(Exception):
         self.ev, self.example, self.exc = ev, example, exc
 
 
-def _run_random(ctx: Context, dtype: str, mode: str | None) -> list[Record]:
+def _run_random(ctx: Context, dtype: str, mode: str | None, *, name: str = "random",
+                group: str = "random", title: str = "random batches against the oracle",
+                weights: bool = False) -> list[Record]:
     """Hypothesis-generated batches against the oracle.  After a failure the
     search continues for the quantities that have not failed yet, so each
     gets its own minimal counterexample."""
     info = ctx.candidate.info
     prof = ctx.profile
-    tally = _Tally("random", "random", "random batches against the oracle", dtype, mode, ctx.device)
+    tally = _Tally(name, group, title, dtype, mode, ctx.device)
     start = time.perf_counter()
     failed: set[str] = set()
     layouts = st.sampled_from(info.advantage_shapes)
     strategy = st.tuples(
-        batches(max_rows=prof.max_rows, max_cols=prof.max_cols, per_token_advantages="BT" in info.advantage_shapes),
+        batches(max_rows=prof.max_rows, max_cols=prof.max_cols, per_token_advantages="BT" in info.advantage_shapes,
+                weights=weights),
         tau_pairs(info.requires_tau_order),
         layouts,
     )
-    base_seed = unit_seed(ctx.seed, f"random[{dtype},{mode}]")
+    base_seed = unit_seed(ctx.seed, f"{name}[{dtype},{mode}]")
     for attempt in range(4):
 
         @hypothesis_seed(base_seed + attempt)
@@ -592,6 +595,11 @@ CHECKS: tuple[CheckDef, ...] = (
     CheckDef("gradient.finite-difference", "gradient", "gradient vs central differences (float64)", True,
              lambda cand, dtype: dtype == "float64" and cand.info.provides_grad, _finite_difference_run),
     CheckDef("value.gate", "value", "the exposed gate", False, lambda cand, dtype: cand.gate is not None, _gate_run),
+    CheckDef("weights.random", "weights", "random batches with rollout importance weights", True,
+             lambda cand, dtype: cand.info.rollout_is_weights,
+             lambda ctx, dtype, mode: _run_random(ctx, dtype, mode, name="weights.random", group="weights",
+                                                  title="random batches with rollout importance weights",
+                                                  weights=True)),
     CheckDef("precision.fp32-inside", "precision", "float32 inside for low-precision inputs", True,
              lambda cand, dtype: dtype in ("float16", "bfloat16"), _precision_run),
     CheckDef("golden.replay", "golden", "the golden fixtures", True, _always, _golden_run),

@@ -38,6 +38,8 @@ def reference_for(candidate: Candidate, inputs: Batch, options: CallOptions, dty
     extra = {}
     if profile.tau_dtype == "advantages":
         extra["tau_dtype"] = dtype  # the inputs are float64 here; the candidate's were ``dtype``
+    if inputs.weights is not None:
+        extra["rollout_is_weights"] = inputs.weights
     return sapo_ref.sapo_loss(inputs.logprob, inputs.old_logprob, inputs.advantages, inputs.mask,
                               profile=profile, **options.oracle_kwargs(), **extra)
 
@@ -71,7 +73,28 @@ def conditioning(ref: sapo_ref.SAPOResult, inputs: Batch) -> Conditioning:
     def clean(x):
         return np.where(m & np.isfinite(x), x, 0.0)
 
+    if sem.importance_sampling_level == "sequence":
+        grad = _sequence_grad_conditioning(ref, m, grad)
     return Conditioning(clean(grad), clean(gate), d)
+
+
+def _sequence_grad_conditioning(ref: sapo_ref.SAPOResult, m: np.ndarray, token_cond: np.ndarray) -> np.ndarray:
+    """At the sequence level a token's gradient is its row's total of shares
+    s_t = -c A w f'(r) r divided by n: a kernel computing in eps_c loses
+    about eps_c * sum_t |s_t| (cond_t + log2 n) / n to it, which can be far
+    more than eps_c * |gradient| when the shares cancel.  Returned as a
+    conditioning factor relative to |gradient|, per token."""
+    n = m.sum(axis=1)
+    sem = ref.semantics
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        ratio = np.where(m, ref.ratio, 1.0)
+        # token_loss = -A w f: its sign is -sign(A) (for w > 0), and |c A w| = |c token_loss| / f
+        f_prime_r = sapo_ref.gate_weight(ratio, np.where(ref.token_loss < 0, 1.0, -1.0), sem.tau_pos,
+                                         sem.tau_neg) * ratio
+        caw = np.abs(ref.agg_weight * ref.token_loss) / np.where(ref.gate > 0, ref.gate, np.inf)
+        s_abs = np.where(m, caw * f_prime_r * (token_cond + np.log2(n[:, None] + 1)), 0.0)
+        per_token = np.nansum(np.where(np.isfinite(s_abs), s_abs, 0.0), axis=1) / np.maximum(n, 1)
+        return per_token[:, None] / np.where(np.abs(ref.grad) > 0, np.abs(ref.grad), np.inf)
 
 
 def _metric_terms(name: str, ref: sapo_ref.SAPOResult, inputs: Batch, cond: Conditioning):

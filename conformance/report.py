@@ -120,6 +120,8 @@ def encode_counterexample(ce: Counterexample | None):
         b = ce.batch
         out.update(logprob=_array_to_json(b.logprob), old_logprob=_array_to_json(b.old_logprob),
                    advantages=_array_to_json(b.advantages), mask=_array_to_json(np.asarray(b.mask, bool)))
+        if b.weights is not None:
+            out["rollout_is_weights"] = _array_to_json(b.weights)
     return out
 
 
@@ -137,7 +139,9 @@ def decode_counterexample(d: dict) -> Counterexample:
     if "logprob" in d:
         batch = Batch(_array_from_json(d["logprob"], "logprob"), _array_from_json(d["old_logprob"], "old_logprob"),
                       _array_from_json(d["advantages"], "advantages"), _array_from_json(d["mask"], "mask",
-                                                                                         boolean=True))
+                                                                                         boolean=True),
+                      None if d.get("rollout_is_weights") is None
+                      else _array_from_json(d["rollout_is_weights"], "rollout_is_weights"))
     return Counterexample(batch, options, str(d.get("dtype")), d.get("layout"), d.get("case"))
 
 

@@ -42,8 +42,11 @@ def tau_pairs(requires_order: bool = False):
 
 @st.composite
 def batches(draw, max_rows: int = 6, max_cols: int = 48, per_token_advantages: bool = False,
-            extremes: bool = True) -> Batch:
-    """A batch as above; ``per_token_advantages`` allows (B, T) advantages."""
+            extremes: bool = True, weights: bool = False) -> Batch:
+    """A batch as above; ``per_token_advantages`` allows (B, T) advantages;
+    ``weights`` adds (B, T) rollout importance weights: mostly near 1 (a
+    truncated importance ratio), with exact 0s and 1s, a few large, and junk
+    in the padding."""
     B = draw(st.integers(1, max_rows))
     T = draw(st.integers(1, max_cols))
     seed = draw(st.integers(0, 2**32 - 1))
@@ -86,4 +89,13 @@ def batches(draw, max_rows: int = 6, max_cols: int = 48, per_token_advantages: b
         olp = np.where(mask, olp, junk)
         if adv.ndim == 2:
             adv = np.where(mask, adv, junk)
-    return Batch(lp, olp, adv, mask)
+    w = None
+    if weights:
+        w = np.exp(rng.normal(0.0, draw(st.sampled_from((0.05, 0.3, 1.0))), (B, T)))
+        w = np.minimum(w, draw(st.sampled_from((2.0, 5.0, np.inf))))  # truncated IS, or not
+        if draw(st.booleans()):  # rejection (verl's IS "mask" mode): some tokens get weight 0
+            w = np.where(rng.random((B, T)) < 0.3, 0.0, w)
+        for value in draw(st.lists(st.sampled_from((0.0, 1.0, 1e-3, 50.0)), max_size=3)):
+            w[draw(st.integers(0, B - 1)), draw(st.integers(0, T - 1))] = value
+        w = np.where(mask, w, draw(st.sampled_from((np.nan, np.inf, 0.0, 1.0))))
+    return Batch(lp, olp, adv, mask, w)

@@ -533,12 +533,14 @@ def _sequence_level(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Se
     d = lp - olp
     e = d - lp
     d_lo = (lp - (d - e)) - (olp + e)  # TwoSum: d + d_lo = lp - olp exactly
+    d_lo = np.where(np.isfinite(d_lo), d_lo, 0.0)  # an infinite d has no low part (TwoSum gives NaN)
     both = np.concatenate([d, d_lo], axis=1)
     s_hi, s_lo = _row_sums_dd(both, np.concatenate([m, m], axis=1))
     n = np.maximum(n_rows, 1).astype(np.float64)
     q = s_hi / n
     p_hi, p_lo = _dd.two_prod(q, n)
     q_lo = ((s_hi - p_hi) - p_lo + s_lo) / n  # (S - q n) / n: the quotient's next digits
+    q_lo = np.where(np.isfinite(q_lo), q_lo, 0.0)  # none for an infinite (or NaN) mean
     row_lp = np.broadcast_to(q[:, None], (B, T)).copy()
     row_olp = np.broadcast_to(-q_lo[:, None], (B, T)).copy()
     row_lp[~m] = 0.0

@@ -143,6 +143,12 @@ _ALL = (
         empty_rows="count",
     ),
     Profile(
+        name="canonical-sequence",
+        summary="the canonical semantics with the sequence-level (geometric-mean) ratio",
+        source="sapo-conformance SPEC.md 2.2",
+        importance_sampling_level="sequence",
+    ),
+    Profile(
         name="trl-sequence",
         summary='TRL with importance_sampling_level="sequence": one geometric-mean ratio per sequence',
         source='TRL >= 0.26 GRPOTrainer loss_type="sapo", importance_sampling_level="sequence"',

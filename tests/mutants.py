@@ -83,9 +83,29 @@ class _GateGrad(torch.autograd.Function):
         return g * h * 1.0, None, None  # d f / d(log-ratio) = f'(r) r
 
 
-def _make(name, defect, *, dtypes=("float32",), deterministic=True, metrics=METRIC_NAMES):
+class _SpreadOrNot(torch.autograd.Function):
+    """The row mean of the log-ratios, broadcast over the row, whose gradient
+    goes to each token unspread (GSPO-token's per-token form: right value,
+    the gradient of the sequence-level loss it is not)."""
+
+    @staticmethod
+    def forward(ctx, raw, m):
+        n = m.sum(-1, keepdim=True).clamp(min=1).to(raw.dtype)
+        ctx.save_for_backward(m)
+        return torch.where(m, (raw.sum(-1, keepdim=True) / n).expand_as(raw), 0.0)
+
+    @staticmethod
+    def backward(ctx, g):
+        (m,) = ctx.saved_tensors
+        return torch.where(m, g, 0.0), None
+
+
+def _make(name, defect, *, dtypes=("float32",), deterministic=True, metrics=METRIC_NAMES, weights=False,
+          profile="canonical"):
+    sequence = profile == "canonical-sequence"
+
     def kernel(logprob, old_logprob, advantages, mask, *, tau_pos, tau_neg, loss_agg_mode,
-               global_token_count=None, global_seq_count=None):
+               global_token_count=None, global_seq_count=None, rollout_is_weights=None):
         cdt = logprob.dtype if defect == "fp16-inside" else torch.float32
         m = mask
         B, T = m.shape
@@ -104,13 +124,28 @@ def _make(name, defect, *, dtypes=("float32",), deterministic=True, metrics=METR
         else:
             d = torch.where(m, raw, 0.0)
             a = torch.where(m, adv, 0.0)
+        if sequence:
+            n = m.sum(-1, keepdim=True).clamp(min=1).to(cdt)
+            if defect == "seq-arithmetic-mean":  # the mean of the ratios, not of the log-ratios
+                d = torch.where(m, torch.log((torch.exp(d) * m).sum(-1, keepdim=True) / n).expand_as(d), 0.0)
+            elif defect == "seq-unspread-grad":
+                d = _SpreadOrNot.apply(d, m)
+            else:
+                d = torch.where(m, (d.sum(-1, keepdim=True) / n).expand_as(d), 0.0)
+        w = None
+        if rollout_is_weights is not None:
+            w = torch.where(m, rollout_is_weights.to(cdt), 0.0)
         ttype = dict(dtype=cdt)
         if defect == "swapped-tau":
             tau = torch.where(a > 0, torch.tensor(tau_neg, **ttype), torch.tensor(tau_pos, **ttype))
         elif defect == "tau-pos-for-zero":
             tau = torch.where(a >= 0, torch.tensor(tau_pos, **ttype), torch.tensor(tau_neg, **ttype))
+        elif defect == "weights-choose-tau" and w is not None:
+            tau = torch.where(a * w > 0, torch.tensor(tau_pos, **ttype), torch.tensor(tau_neg, **ttype))
         else:
             tau = torch.where(a > 0, torch.tensor(tau_pos, **ttype), torch.tensor(tau_neg, **ttype))
+        if w is not None and defect != "weights-ignored":
+            a = a * w
         if defect == "exp-overflow-nan":
             gate = 4 / tau * torch.sigmoid(tau * (torch.exp(d) - 1))  # naive: inf * 0 = NaN gradients
         elif defect in ("grad-missing-r", "naive-one-minus-sigmoid"):
@@ -124,6 +159,8 @@ def _make(name, defect, *, dtypes=("float32",), deterministic=True, metrics=METR
             token = -a * gate
         mode = "token-mean" if defect == "token-mean-for-seq" else loss_agg_mode
         c = _weights(m, mode, global_token_count, global_seq_count, count_empty=defect == "counts-empty-rows")
+        if defect == "weights-in-denominator" and w is not None and mode == "token-mean":
+            c = c * m.sum() / w.sum().clamp(min=1e-30)  # a weighted mean: sum(w l) / sum(w)
         loss = (token * c.to(cdt)).sum()
         if defect == "gradient-scaled":
             loss = loss + 0.01 * loss - (0.01 * loss).detach()  # same value, gradient x 1.01
@@ -140,7 +177,8 @@ def _make(name, defect, *, dtypes=("float32",), deterministic=True, metrics=METR
         return KernelOutput(loss=loss, metrics=metrics)
 
     info = CandidateInfo(name=f"mutant-{name}", framework="torch", description=defect, dtypes=dtypes,
-                         deterministic=deterministic, metrics=metrics, global_counts=True)
+                         deterministic=deterministic, metrics=metrics, global_counts=True,
+                         rollout_is_weights=weights, profile=profile)
     return Candidate(info, kernel)
 
 
@@ -184,4 +222,18 @@ MUTANTS = (
            _make("gradient-scaled", "gradient-scaled")),
     Mutant("nondeterministic", "claims determinism, adds run-to-run noise", ("invariant.determinism:*",),
            _make("nondeterministic", "nondeterministic")),
+    Mutant("weights-ignored", "claims rollout_is_weights, ignores them", ("weights.random:loss", "weights.random:grad"),
+           _make("weights-ignored", "weights-ignored", weights=True)),
+    Mutant("weights-in-denominator", "token-mean normalised by the sum of the weights, not the token count",
+           ("weights.random:loss", "weights.random:grad"),
+           _make("weights-in-denominator", "weights-in-denominator", weights=True)),
+    Mutant("weights-choose-tau", "tau chosen by the sign of A * w (a zero weight switches the branch)",
+           ("weights.random:metric:avg_soft_gate",),
+           _make("weights-choose-tau", "weights-choose-tau", weights=True)),
+    Mutant("seq-arithmetic-mean", "sequence level with the mean of the ratios instead of exp(mean log-ratio)",
+           ("random:loss", "random:grad", "edge.*"),
+           _make("seq-arithmetic-mean", "seq-arithmetic-mean", profile="canonical-sequence")),
+    Mutant("seq-unspread-grad", "sequence-level value, but each token gets its own share of the gradient",
+           ("random:grad", "edge.*:grad", "gradient.*"),
+           _make("seq-unspread-grad", "seq-unspread-grad", profile="canonical-sequence")),
 )

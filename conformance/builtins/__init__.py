@@ -51,12 +51,13 @@ def numpy_fp32() -> Candidate:
         devices=("cpu",),
         dtypes=dtypes,
         deterministic=True,
+        rollout_is_weights=True,
         **COMMON_CLAIMS,
     )
     return Candidate(info, sapo_numpy, grad="explicit", gate=gate_numpy)
 
 
-def _torch_info(name: str, description: str) -> CandidateInfo:
+def _torch_info(name: str, description: str, **claims) -> CandidateInfo:
     return CandidateInfo(
         name=name,
         framework="torch",
@@ -65,13 +66,21 @@ def _torch_info(name: str, description: str) -> CandidateInfo:
         devices=("cpu", "cuda"),
         dtypes=("float64", "float32", "float16", "bfloat16"),
         deterministic=True,
-        **COMMON_CLAIMS,
+        rollout_is_weights=True,
+        data_parallel=True,
+        **{**COMMON_CLAIMS, **claims},
     )
 
 
 def torch_eager() -> Candidate:
     info = _torch_info("torch-eager", "idiomatic, numerically stable PyTorch; gradient by autograd")
     return Candidate(info, _lazy("torch_impl", "sapo_torch"), gate=_lazy("torch_impl", "gate_torch"))
+
+
+def torch_sequence() -> Candidate:
+    info = _torch_info("torch-sequence", "torch-eager with the sequence-level (geometric-mean) ratio",
+                       profile="canonical-sequence")
+    return Candidate(info, _lazy("torch_impl", "sapo_torch_sequence"))
 
 
 def _inductor_unavailable(device: str) -> str | None:

@@ -34,7 +34,7 @@ def _sigmoids(z):
 
 
 def sapo_numpy(logprob, old_logprob, advantages, mask, *, tau_pos, tau_neg, loss_agg_mode,
-               global_token_count=None, global_seq_count=None):
+               global_token_count=None, global_seq_count=None, rollout_is_weights=None):
     B, T = logprob.shape
     m = np.asarray(mask, dtype=bool)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -42,6 +42,8 @@ def sapo_numpy(logprob, old_logprob, advantages, mask, *, tau_pos, tau_neg, loss
         adv = advantages.astype(F32).reshape(B, -1)
         a = np.where(m, adv, ZERO)
         tau = np.where(a > 0, F32(tau_pos), F32(tau_neg))
+        if rollout_is_weights is not None:  # scales the token loss; tau follows A alone
+            a = a * np.where(m, rollout_is_weights.astype(F32), ZERO)
         dc = np.minimum(d, F32(LOG_RATIO_SATURATION))
         r = np.exp(dc)
         z = tau * np.expm1(dc)

@@ -77,7 +77,8 @@ def _row_weights(n, T: int, counts, loss_agg_mode: str):
     return torch.where((n > 0) & (S > 0), 1.0 / (S.clamp(min=1) * n.clamp(min=1)), 0.0)
 
 
-def _sapo_core(logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mode: str):
+def _sapo_core(logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mode: str, weights=None,
+               level: str = "token"):
     cdt = taus.dtype
     m = mask if mask.dtype == torch.bool else mask != 0
     B, T = m.shape
@@ -85,7 +86,14 @@ def _sapo_core(logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mo
     adv = advantages.to(cdt).reshape(B, -1)
     a = torch.where(m, adv, 0.0)
     tau = torch.where(a > 0, taus[0], taus[1])
-    gate, ratio = _SoftGate.apply(raw, tau)
+    if level == "sequence":  # each row's mean log-ratio; autograd spreads its gradient as 1/n
+        n = m.sum(dim=-1, keepdim=True).clamp(min=1).to(cdt)
+        d = torch.where(m, (raw.sum(dim=-1, keepdim=True) / n).expand(B, T), 0.0)
+    else:
+        d = raw
+    gate, ratio = _SoftGate.apply(d, tau)
+    if weights is not None:  # importance weights scale the token loss; tau already follows A alone
+        a = a * torch.where(m, weights.to(cdt), 0.0)
     c = _row_weights(m.sum(dim=-1, dtype=torch.float64), T, counts, loss_agg_mode)
     loss = (-a * gate * c.to(cdt)[:, None]).sum()
     count = m.sum().clamp(min=1).to(cdt)
@@ -112,16 +120,24 @@ def _tensor_args(logprob, tau_pos, tau_neg, global_token_count, global_seq_count
 
 
 def sapo_torch(logprob, old_logprob, advantages, mask, *, tau_pos, tau_neg, loss_agg_mode,
-               global_token_count=None, global_seq_count=None):
+               global_token_count=None, global_seq_count=None, rollout_is_weights=None):
     taus, counts = _tensor_args(logprob, tau_pos, tau_neg, global_token_count, global_seq_count)
-    return _sapo_core(logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mode)
+    return _sapo_core(logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mode, rollout_is_weights)
+
+
+def sapo_torch_sequence(logprob, old_logprob, advantages, mask, *, tau_pos, tau_neg, loss_agg_mode,
+                        global_token_count=None, global_seq_count=None, rollout_is_weights=None):
+    """The sequence-level ratio (SPEC.md 2.2), eager."""
+    taus, counts = _tensor_args(logprob, tau_pos, tau_neg, global_token_count, global_seq_count)
+    return _sapo_core(logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mode, rollout_is_weights,
+                      "sequence")
 
 
 _compiled = None
 
 
 def sapo_torch_compiled(logprob, old_logprob, advantages, mask, *, tau_pos, tau_neg, loss_agg_mode,
-                        global_token_count=None, global_seq_count=None):
+                        global_token_count=None, global_seq_count=None, rollout_is_weights=None):
     global _compiled
     if _compiled is None:
         # one graph per (aggregation mode, dtype): more than dynamo's default
@@ -134,7 +150,7 @@ def sapo_torch_compiled(logprob, old_logprob, advantages, mask, *, tau_pos, tau_
     # graph compiled for 2-D advantages is reused for 1-D ones (found by this
     # harness: pos_adv_frac came out wrong, tests/harness/test_builtins.py).
     advantages = advantages.reshape(logprob.shape[0], -1)
-    return _compiled(logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mode)
+    return _compiled(logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mode, rollout_is_weights)
 
 
 def gate_torch(ratio, advantages, tau_pos, tau_neg):

@@ -143,7 +143,13 @@ class Driver(ABC):
             "advantages": self.to_framework(adv, dtype, device),
             "mask": self.to_framework(mask, "bool" if info.mask_kind == "bool" else dtype, device),
         }
-        rounded = Batch(*(self.to_numpy(tensors[k]) for k in INPUT_NAMES[:3]), mask)
+        weights = None
+        if batch.weights is not None:
+            if not info.rollout_is_weights:
+                raise CandidateError(f"candidate {info.name!r} does not claim rollout_is_weights")
+            tensors["rollout_is_weights"] = self.to_framework(batch.weights, dtype, device)
+            weights = self.to_numpy(tensors["rollout_is_weights"])
+        rounded = Batch(*(self.to_numpy(tensors[k]) for k in INPUT_NAMES[:3]), mask, weights)
         snaps = self.snapshot(tensors) if check_inputs else None
         return Prepared(candidate, tensors, rounded, dtype, device, snaps)
 
@@ -154,6 +160,8 @@ class Driver(ABC):
             kwargs.pop("global_token_count", None)
             kwargs.pop("global_seq_count", None)
         t = tensors or prepared.tensors
+        if "rollout_is_weights" in t:
+            kwargs["rollout_is_weights"] = t["rollout_is_weights"]
         return prepared.candidate.kernel(t["logprob"], t["old_logprob"], t["advantages"], t["mask"], **kwargs)
 
     def split_output(self, prepared: Prepared, out: Any) -> tuple[Any, Any, Mapping]:

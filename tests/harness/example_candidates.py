@@ -42,6 +42,29 @@ def torch_sapo(old_log_prob, log_prob, advantages, response_mask, *, tau_pos, ta
 torch_candidate = from_torch_loss(torch_sapo, name="example-torch", metrics=("ppo_kl",))
 
 
+def torch_sapo_weighted(old_log_prob, log_prob, advantages, response_mask, *, tau_pos, tau_neg, loss_agg_mode,
+                        rollout_is_weights):
+    """The same loss with importance weights folded into the advantages
+    (tau chosen from the advantages first)."""
+    m = response_mask.bool()
+    d = torch.where(m, log_prob - old_log_prob, 0.0)
+    tau = torch.where(advantages > 0, torch.tensor(tau_pos), torch.tensor(tau_neg))
+    a = torch.where(m, advantages * rollout_is_weights, 0.0)
+    token = torch.where(m, -a * 4.0 / tau * torch.sigmoid(tau * torch.expm1(d)), 0.0)
+    n = m.sum(-1)
+    if loss_agg_mode == "token-mean":
+        return token.sum() / n.sum().clamp(min=1)
+    if loss_agg_mode == "seq-mean-token-mean":
+        rows = n > 0
+        return (token.sum(-1)[rows] / n[rows]).sum() / rows.sum().clamp(min=1)
+    if loss_agg_mode == "seq-mean-token-sum":
+        return token.sum() / (n > 0).sum().clamp(min=1)
+    return token.sum() / token.shape[-1]
+
+
+torch_weighted = from_torch_loss(torch_sapo_weighted, name="example-torch-weighted", rollout_is_weights=True)
+
+
 # --- a verl-style compute_policy_loss ---------------------------------------
 
 
@@ -58,21 +81,24 @@ def compute_policy_loss_sapo(old_log_prob, log_prob, advantages, response_mask, 
     taus = torch.where(advantages > 0, tau_pos, tau_neg)
     gates = torch.sigmoid(taus * (ratio - 1.0)) * (4.0 / taus)
     pg = torch.where(response_mask > 0, -gates * advantages, 0.0)
+    if rollout_is_weights is not None:  # verl multiplies the per-token loss by the IS weights
+        pg = pg * torch.where(response_mask > 0, rollout_is_weights.float(), 0.0)
     counts = response_mask.sum(dim=-1)
     seq = pg.sum(dim=-1) / (counts + 1e-8)
     info = config.global_batch_info
-    n_seqs = info.get("global_batch_size", (counts > 0).sum())
+    n_seqs = info.get("global_batch_size", (counts > 0).sum().clamp(min=1))  # verl 0.9.1 divides 0 by 0 here
     loss = seq.sum() / n_seqs * info.get("dp_size", 1)
     ppo_kl = (torch.where(response_mask > 0, -log_ratio, 0.0)).sum() / (response_mask.sum() + 1e-8)
     return loss, {"actor/ppo_kl": ppo_kl.item()}
 
 
 def old_style_policy_loss(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, config, rollout_is_weights):
-    loss, metrics = compute_policy_loss_sapo(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, config)
+    loss, metrics = compute_policy_loss_sapo(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, config,
+                                             rollout_is_weights)
     return loss, torch.tensor(0.0), torch.tensor(metrics["actor/ppo_kl"]), torch.tensor(0.0)
 
 
-verl_candidate = from_verl_policy_loss(compute_policy_loss_sapo, name="example-verl")
+verl_candidate = from_verl_policy_loss(compute_policy_loss_sapo, name="example-verl", rollout_is_weights=True)
 verl_old_style = from_verl_policy_loss(old_style_policy_loss, name="example-verl-old")
 
 

@@ -28,6 +28,20 @@ def test_adapted_correct_implementations_pass(target, case_id):
         assert ev.passed, [c.describe() for c in ev.failures()]
 
 
+@pytest.mark.parametrize("target", ["verl_candidate", "torch_weighted"])
+def test_adapters_pass_rollout_is_weights_through(target):
+    """The weights checks reach the wrapped function's own weights argument;
+    the same function with the weights dropped by the adapter is caught."""
+    from conformance.checks import CHECKS
+    from conformance.runner import Unit, run_units
+
+    cand = load_candidate(f"{EX}:{target}")
+    unit = Unit(next(c for c in CHECKS if c.name == "weights.random"), "float32", "seq-mean-token-mean")
+    assert all(r.status == "pass" for r in run_units(cand, [unit], profile="quick")), target
+    dropped = cand.with_info(rollout_is_weights=False)
+    assert not [c for c in CHECKS if c.name == "weights.random" and c.applies(dropped, "float32")]
+
+
 def test_trinity_published_surrogate_is_caught():
     """The detached-gate surrogate: right gate, wrong loss and gradient."""
     cand = load_candidate(f"{EX}:trinity_published")

@@ -177,3 +177,17 @@ def test_unknown_level_or_advantage_is_a_value_error():
         loss(importance_sampling_level="batch")
     with pytest.raises(ValueError, match="sequence_advantage"):
         loss(importance_sampling_level="sequence", sequence_advantage="median")
+
+
+def test_sequence_level_infinite_log_ratio_saturates_its_row():
+    """One token with log-ratio +inf makes the row's mean +inf: the gate
+    saturates at 4/tau, the row's gradient is 0 (not NaN)."""
+    olp = OLP.copy()
+    olp[0, 2] = -np.inf  # logprob finite: log-ratio +inf
+    res = loss(olp=olp, importance_sampling_level="sequence")
+    assert np.all(res.ratio[0, MASK[0]] == np.inf) and np.all(res.grad[0] == 0)
+    assert np.isfinite(res.loss)
+    lp = LP.copy()
+    lp[0, 4] = -np.inf  # and -inf in the same row: the mean is undefined
+    res = loss(lp=lp, olp=olp, importance_sampling_level="sequence")
+    assert np.all(np.isnan(res.grad[0, MASK[0]])) and np.isnan(res.loss)
