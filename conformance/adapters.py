@@ -13,7 +13,7 @@ import importlib.metadata
 from types import SimpleNamespace
 from typing import Any, Callable, Mapping
 
-from sapo_ref import LOSS_AGG_MODES, METRIC_NAMES
+from sapo_ref import METRIC_NAMES
 
 from .candidate import Candidate, CandidateError, CandidateInfo, KernelOutput
 

@@ -45,6 +45,7 @@ class SuiteProfile:
     invariant_batches: int  # batches per invariant unit
     targeted: bool  # hypothesis target() on the error, to hunt worst cases
     throughput: str | None = None  # the bench profile of run's throughput section (None: none)
+    dp_world_size: int = 2  # ranks of the distributed.* checks
 
 
 SUITE_PROFILES = {
@@ -52,7 +53,8 @@ SUITE_PROFILES = {
     for p in (
         SuiteProfile("quick", "seconds, for pre-commit hooks", 8, 4, 24, 1, False),
         SuiteProfile("default", "the CI profile", 40, 6, 48, 2, False, "quick"),
-        SuiteProfile("thorough", "many examples, hypothesis target() on the error", 400, 8, 256, 4, True, "default"),
+        SuiteProfile("thorough", "many examples, hypothesis target() on the error", 400, 8, 256, 4, True, "default",
+                     dp_world_size=4),
     )
 }
 
@@ -402,6 +404,48 @@ def _shard_run(ctx: Context, dtype: str, mode: str | None) -> list[Record]:
     return tally.finish(time.perf_counter() - start)
 
 
+def _distributed(name: str, title: str, micro_batches: int) -> CheckDef:
+    """Shards on ranks of torch.distributed (conformance.distributed): the
+    all-reduced loss and gradient against the oracle's full batch."""
+    from . import distributed
+    from .candidate import Output
+    from .evaluate import compare, reference_for
+
+    def run(ctx: Context, dtype: str, mode: str | None) -> list[Record]:
+        tally = _Tally(f"distributed.{name}", "distributed", title, dtype, mode, ctx.device)
+        start = time.perf_counter()
+        why = distributed.unavailable() or (None if ctx.device == "cpu" else "runs on the CPU (gloo) only")
+        if why:
+            rec = tally.record("reduced")
+            rec.status, rec.message = "skip", why
+            return tally.finish(0.0)
+        cand = ctx.candidate
+        world = ctx.profile.dp_world_size
+        for batch in _invariant_batches(ctx, f"distributed.{name}", dtype, mode):
+            opts = CallOptions(loss_agg_mode=mode)
+            rounded = get_driver(cand.info.framework).prepare(cand, batch, dtype, "cpu", check_inputs=False).rounded
+            ref = reference_for(cand, rounded, opts, dtype)
+            den = ref.denominators
+            gopts = replace(opts, global_token_count=den.tokens, global_seq_count=den.sequences)
+            example = Counterexample(batch, gopts, dtype, None)
+            try:
+                red = distributed.run_sharded(cand, batch, dtype, gopts, world_size=world, micro_batches=micro_batches)
+            except CandidateError as exc:
+                tally.error("reduced", exc, example)
+                break
+            out = Output(loss=red.loss, grad=red.grad, metrics={}, inputs=rounded, dtype=dtype, device="cpu",
+                         grad_dtype=red.grad_dtype, loss_dtype=red.loss_dtype)
+            tally.add(Evaluation(out, ref, compare(cand.with_info(metrics=()), out, ref)), example)
+        return tally.finish(time.perf_counter() - start)
+
+    def applies(candidate: Candidate, dtype: str) -> bool:
+        info = candidate.info
+        preferred = "float32" if "float32" in info.dtypes else info.dtypes[0]
+        return info.framework == "torch" and info.data_parallel and info.global_counts and dtype == preferred
+
+    return CheckDef(f"distributed.{name}", "distributed", title, True, applies, run)
+
+
 def _layouts_run(ctx: Context, dtype: str, mode: str | None) -> list[Record]:
     tally = _Tally("invariant.layouts", "invariant", "every claimed advantage layout (B,), (B,1), (B,T)", dtype,
                    mode, ctx.device)
@@ -595,6 +639,8 @@ CHECKS: tuple[CheckDef, ...] = (
     CheckDef("gradient.finite-difference", "gradient", "gradient vs central differences (float64)", True,
              lambda cand, dtype: dtype == "float64" and cand.info.provides_grad, _finite_difference_run),
     CheckDef("value.gate", "value", "the exposed gate", False, lambda cand, dtype: cand.gate is not None, _gate_run),
+    _distributed("data-parallel", "shards on torch.distributed ranks, gradients all-reduced", 1),
+    _distributed("grad-accumulation", "shards on ranks, each in two accumulated micro-batches", 2),
     CheckDef("weights.random", "weights", "random batches with rollout importance weights", True,
              lambda cand, dtype: cand.info.rollout_is_weights,
              lambda ctx, dtype, mode: _run_random(ctx, dtype, mode, name="weights.random", group="weights",

@@ -173,8 +173,11 @@ class Worker:
     def __init__(self, spec: str, *, device: str, profile: str, seed: int, memory_limit: int | None):
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
+        # not a daemon: checks may start processes of their own (distributed.*).  It
+        # cannot outlive the harness: stop() ends it, and if the harness dies
+        # the pipe closes and the worker's read loop returns.
         self.proc = ctx.Process(target=_worker_main, args=(child, spec, device, profile, seed, memory_limit),
-                                name="sapo-conformance-candidate", daemon=True)
+                                name="sapo-conformance-candidate", daemon=False)
         self.proc.start()
         child.close()
         self.spec = spec

@@ -7,7 +7,6 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from collections.abc import Mapping
 
 import numpy as np

@@ -106,6 +106,8 @@ def _make(name, defect, *, dtypes=("float32",), deterministic=True, metrics=METR
 
     def kernel(logprob, old_logprob, advantages, mask, *, tau_pos, tau_neg, loss_agg_mode,
                global_token_count=None, global_seq_count=None, rollout_is_weights=None):
+        if defect == "local-counts":  # accepts the global counts, normalises by its own
+            global_token_count = global_seq_count = None
         cdt = logprob.dtype if defect == "fp16-inside" else torch.float32
         m = mask
         B, T = m.shape
@@ -178,7 +180,7 @@ def _make(name, defect, *, dtypes=("float32",), deterministic=True, metrics=METR
 
     info = CandidateInfo(name=f"mutant-{name}", framework="torch", description=defect, dtypes=dtypes,
                          deterministic=deterministic, metrics=metrics, global_counts=True,
-                         rollout_is_weights=weights, profile=profile)
+                         rollout_is_weights=weights, profile=profile, data_parallel=True)
     return Candidate(info, kernel)
 
 
@@ -222,6 +224,8 @@ MUTANTS = (
            _make("gradient-scaled", "gradient-scaled")),
     Mutant("nondeterministic", "claims determinism, adds run-to-run noise", ("invariant.determinism:*",),
            _make("nondeterministic", "nondeterministic")),
+    Mutant("local-counts", "takes the global counts, normalises by the shard's own (wrong under data parallelism)",
+           ("distributed.*", "invariant.shards:*"), _make("local-counts", "local-counts")),
     Mutant("weights-ignored", "claims rollout_is_weights, ignores them", ("weights.random:loss", "weights.random:grad"),
            _make("weights-ignored", "weights-ignored", weights=True)),
     Mutant("weights-in-denominator", "token-mean normalised by the sum of the weights, not the token count",

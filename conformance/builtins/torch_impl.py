@@ -16,7 +16,6 @@ reach it as tensors, so new values do not trigger recompilation.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ._common import LOG_RATIO_SATURATION
 

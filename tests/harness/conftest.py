@@ -8,7 +8,7 @@ import pytest
 
 from conformance import load_candidate
 
-BUILTINS = ("numpy-fp32", "torch-eager", "torch-compile", "jax", "triton")
+BUILTINS = ("numpy-fp32", "torch-eager", "torch-compile", "torch-sequence", "jax", "triton")
 #: scripts/test.sh installs every framework, so there a missing one is a failure, not a skip
 REQUIRE_ALL = os.environ.get("SAPO_REQUIRE_ALL_CANDIDATES") == "1"
 

@@ -9,7 +9,6 @@ tally printed at the end of the run.
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import mpmath as mp
 import numpy as np
