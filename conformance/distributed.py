@@ -29,7 +29,6 @@ import signal
 import sys
 import tempfile
 import time
-import traceback
 from dataclasses import dataclass
 
 import numpy as np
