@@ -285,12 +285,13 @@ def measure(candidate: Candidate, B: int, T: int, dtype: str, *, device: str = "
         row["speedup_vs_baseline"] = None
         row["baseline_reason"] = base_reason
     row["compile_s"] = max(cand.first_call_s - cand.median, 0.0)
+    # Proven problems (wrong or stale outputs, modified inputs) come first, so
+    # that the row's reason names them rather than the timing heuristic that
+    # usually fires alongside them.
+    row["flags"].extend(contenders[0].check_outputs()[:5])
     if row["roofline_fraction"] > IMPLAUSIBLE_ROOFLINE_FRACTION:
         row["flags"].append(f"implausibly fast: {row['roofline_fraction']:.2f}x the copy roofline "
                             "(results cached, work skipped, or an asynchronous call not waited for?)")
-    problems = contenders[0].check_outputs()
-    if problems:
-        row["flags"].extend(problems[:5])
     if row["flags"]:
         row["status"] = "invalid"
         row["reason"] = row["flags"][0]

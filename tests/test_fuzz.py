@@ -187,12 +187,16 @@ def test_a_report_that_validates_always_renders(real_report, data):
     mutated = _replace(real_report, path, data.draw(JSON, label="value"))
     if validate(mutated) is not None:
         return
+    _render_everything(real_report, mutated)
+
+
+def _render_everything(original: dict, mutated: dict) -> None:
     render.render_markdown(mutated)
     render.render_html(mutated)
     render.render_junit(mutated)
     render.terminal_summary(mutated)
-    render.render_diff(render.diff_reports(real_report, mutated))
-    render.render_diff(render.diff_reports(mutated, real_report, slower_threshold=10))
+    render.render_diff(render.diff_reports(original, mutated))
+    render.render_diff(render.diff_reports(mutated, original, slower_threshold=10))
 
 
 TRICKY = ["nan", "inf", "-inf", None, 0, -1, 1, 1e300, -1e300, "", "x", [], {}, True, [1, 2], ["a"], {"a": 1}]
@@ -210,12 +214,7 @@ def test_every_node_of_a_report_mutated_systematically(real_report):
                 continue
             accepted += 1
             try:
-                render.render_markdown(mutated)
-                render.render_html(mutated)
-                render.render_junit(mutated)
-                render.terminal_summary(mutated)
-                render.render_diff(render.diff_reports(real_report, mutated))
-                render.render_diff(render.diff_reports(mutated, real_report, slower_threshold=10))
+                _render_everything(real_report, mutated)
             except Exception as exc:
                 raise AssertionError(f"{path} = {value!r}: {type(exc).__name__}: {exc}") from exc
     assert accepted > 100  # the mutations that stay valid are many: the test is not vacuous
