@@ -188,7 +188,7 @@ def test_bench_cli_prints_a_table_and_writes_json(tmp_path):
     assert [r["shape"] for r in doc["results"][0]["throughput"]["rows"]] == [[4, 256], [8, 128]]
 
 
-def test_bench_cli_exit_codes(tmp_path):
+def test_bench_cli_exit_codes(tmp_path, capsys):
     code, out, err = run_cli("bench", f"{BC}:numpy_caching", "--shape", "4x256", "--rounds", "3",
                              "--dtype", "float32", "--no-baseline")
     assert code == cli.EXIT_NONCONFORMANT and "INVALID" in out
@@ -198,9 +198,19 @@ def test_bench_cli_exit_codes(tmp_path):
                       (("bench", "numpy-fp32", "--dtype", "float64"), "float64"),
                       (("bench",), "no candidate given"),
                       (("bench", "numpy-fp32", "--json", str(tmp_path / "missing" / "x.json")), "does not exist")):
-        code, out, err = run_cli(*args)
+        code, out, err = _main_in_process(capsys, *args)  # the real script is tested above
         assert code == cli.EXIT_USAGE, (args, out, err)
         assert msg in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def _main_in_process(capsys, *args):
+    capsys.readouterr()
+    try:
+        code = cli.main(list(args))
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def test_run_has_a_throughput_section_in_every_format(tmp_path):

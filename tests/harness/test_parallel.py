@@ -17,7 +17,8 @@ from .test_run import ROOT, run_cli
 
 #: small enough to run every registered candidate twice in a test
 SUBSET = ["--profile", "quick", "--quiet", "--mode", "token-mean", "--dtype", "float32",
-          "--check", "edge.realistic", "--check", "random", "--check", "invariant.permutation"]
+          "--check", "edge.realistic", "--check", "edge.exp-overflow", "--check", "random",
+          "--check", "invariant.permutation"]
 
 
 def _digest(report_dir):
@@ -33,11 +34,16 @@ def _digest(report_dir):
     return matrix, reports
 
 
-def test_run_all_with_jobs_gives_the_serial_matrix(tmp_path):
+def test_run_all_writes_a_matrix_and_jobs_give_the_same_one(tmp_path):
     serial, parallel = tmp_path / "serial", tmp_path / "parallel"
     code_s, out_s, err_s = run_cli("run", "--all", "--report-dir", str(serial), *SUBSET)
     code_p, out_p, err_p = run_cli("run", "--all", "--jobs", "2", "--report-dir", str(parallel), *SUBSET)
     assert code_s == code_p == cli.EXIT_OK, (err_s, err_p)
+    matrix = json.loads((serial / "matrix.json").read_text())
+    assert {"numpy-fp32", "torch-eager", "torch-compile", "jax", "triton"} <= {c["name"] for c in matrix["candidates"]}
+    assert all(c["verdict"] == "conformant" for c in matrix["candidates"])
+    assert set(matrix["checks"]) >= {"edge.realistic:loss", "edge.exp-overflow:grad"}
+    assert "| candidate | verdict |" in (serial / "matrix.md").read_text()
     m_s, r_s = _digest(serial)
     m_p, r_p = _digest(parallel)
     assert m_s == m_p

@@ -97,19 +97,6 @@ def test_unavailable_candidate_exits_4(tmp_path, capsys):
         assert "cannot run on cuda" in capsys.readouterr().err
 
 
-def test_run_all_writes_a_matrix(tmp_path):
-    code, out, err = run_cli("run", "--all", "--check", "edge.realistic", "--check", "edge.exp-overflow",
-                             "--report-dir", str(tmp_path), *QUICK)
-    assert code == cli.EXIT_OK, err + out
-    m = json.loads((tmp_path / "matrix.json").read_text())
-    names = {c["name"] for c in m["candidates"]}
-    assert {"numpy-fp32", "torch-eager", "torch-compile", "jax", "triton"} <= names
-    assert all(c["verdict"] == "conformant" for c in m["candidates"])
-    assert set(m["checks"]) >= {"edge.realistic:loss", "edge.exp-overflow:grad"}
-    assert (tmp_path / "torch-eager" / "report.json").exists()
-    assert "| candidate | verdict |" in (tmp_path / "matrix.md").read_text()
-
-
 def test_diff_reports_regressions(eager_report, tmp_path, capsys):
     _, _, _, d = eager_report
     old = json.loads((d / "report.json").read_text())
