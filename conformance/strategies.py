@@ -54,9 +54,16 @@ def batches(draw, max_rows: int = 6, max_cols: int = 48, per_token_advantages: b
     rng = np.random.default_rng(seed)
     olp = -rng.exponential(1.5, (B, T))
     if draw(st.integers(0, 4)) == 0:
-        # every token on the gate's knee (z from about 1 to 50): no token near
-        # r = 1 dominates the gradient, so each is held to its own accuracy
-        d = rng.uniform(0.7, 4.0, (B, T)) * draw(st.sampled_from((1.0, -1.0)))
+        # every token on a gate's knee (z = tau (r - 1) from about 1 to 50):
+        # no token near r = 1 dominates the gradient, so each is held to its
+        # own accuracy.  Where the knee lies depends on tau, which is drawn
+        # separately, so r - 1 is log-uniform over the knees of every
+        # temperature from 0.05 (r up to ~1000) to 20 (r - 1 down to 0.05),
+        # or r below 1 for the negative side.
+        if draw(st.booleans()):
+            d = np.log1p(np.exp(rng.uniform(np.log(0.05), np.log(1000.0), (B, T))))
+        else:
+            d = -rng.uniform(0.7, 4.0, (B, T))
     else:
         d = rng.normal(0.0, scale, (B, T))
     if extremes:
