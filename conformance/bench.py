@@ -123,6 +123,10 @@ def minimum_bytes(candidate: Candidate, B: int, T: int, dtype: str, layout: str)
 # ---------------------------------------------------------------------------
 
 
+#: the host clock's resolution: the shortest time a call can be said to take
+_CLOCK_TICK = max(time.get_clock_info("perf_counter").resolution, 1e-9)
+
+
 @dataclass
 class Timing:
     """Seconds per call of one contender at one shape."""
@@ -130,15 +134,22 @@ class Timing:
     samples: list[float] = field(default_factory=list)
     first_call_s: float | None = None
 
+    def _sorted(self) -> list[float]:
+        # a call faster than the clock can resolve reads as 0 s: count it as
+        # one tick, so that every rate stays finite
+        return sorted(max(v, _CLOCK_TICK) for v in self.samples)
+
     def as_dict(self) -> dict:
-        s = sorted(self.samples)
-        q1, q3 = (statistics.quantiles(s, n=4)[0::2] if len(s) >= 2 else (s[0], s[0]))
+        s = self._sorted()
+        # "inclusive": quartiles within [min, max]; the default ("exclusive")
+        # extrapolates beyond them for a few samples, even below 0
+        q1, q3 = (statistics.quantiles(s, n=4, method="inclusive")[0::2] if len(s) >= 2 else (s[0], s[0]))
         return {"median_s": statistics.median(s), "q1_s": q1, "q3_s": q3, "min_s": s[0],
                 "rounds": len(s), "first_call_s": self.first_call_s}
 
     @property
     def median(self) -> float:
-        return statistics.median(self.samples)
+        return statistics.median(self._sorted())
 
 
 # ---------------------------------------------------------------------------

@@ -63,6 +63,16 @@ def test_inputs_are_reproducible_realistic_and_fresh():
     assert np.all(a.advantages == a.advantages[:, :1])  # per-row (GRPO) advantages given per token
 
 
+@pytest.mark.parametrize("samples", [[1e-6, 9e-6], [1e-7, 1e-6, 1e-6], [0.0, 0.0, 2e-6], [0.0], [5e-6] * 4])
+def test_timing_quartiles_stay_within_the_samples_and_positive(samples):
+    # statistics.quantiles' default method extrapolates beyond the samples:
+    # for [1e-6, 9e-6] it gives q1 = -1e-6, which the report schema rejects
+    t = bench.Timing(samples=list(samples))
+    d = t.as_dict()
+    assert 0 < d["min_s"] <= d["q1_s"] <= d["median_s"] <= d["q3_s"] <= max(max(samples), d["min_s"])
+    assert d["median_s"] == t.median and d["rounds"] == len(samples)
+
+
 def test_fresh_input_sets_span_the_cache_budget():
     p = bench.BENCH_PROFILES["default"]
     assert bench._sets_for(1, p) == p.max_sets
