@@ -179,24 +179,27 @@ def _throughput_svg(section: dict, dtype: str, name: str, width=460, height=240)
         if r.get("baseline"):
             series["baseline"].append((t, t / r["baseline"]["median_s"]))
         series["roofline"].append((t, r["roofline_bytes_per_s"] * t / r["bytes"]))
-    pts = [p for v in series.values() for p in v if p[0] > 0 and p[1] > 0]
+    for key in series:  # only what a log scale can place (a validated row can still overflow here)
+        series[key] = [p for p in series[key] if 0 < p[0] < math.inf and 0 < p[1] < math.inf]
+    pts = [p for v in series.values() for p in v]
     if not pts:
         return ""
-    xs = [math.log10(p[0]) for p in pts]
-    ys = [math.log10(p[1]) for p in pts]
+    logs = {k: [(math.log10(x), math.log10(y)) for x, y in v] for k, v in series.items()}
+    xs = [p[0] for v in logs.values() for p in v]
+    ys = [p[1] for v in logs.values() for p in v]
     xlo, xhi = min(xs) - 0.1, max(xs) + 0.1
     ylo, yhi = math.floor(min(ys)), math.ceil(max(ys))
     pad, ph, pw = 45, height - 70, width - 60
 
-    def sx(x):
-        return pad + (math.log10(x) - xlo) / (xhi - xlo) * pw
+    def sx(lx):  # both take log10 values
+        return pad + (lx - xlo) / (xhi - xlo) * pw
 
-    def sy(y):
-        return 20 + ph - (math.log10(y) - ylo) / ((yhi - ylo) or 1) * ph
+    def sy(ly):
+        return 20 + ph - (ly - ylo) / ((yhi - ylo) or 1) * ph
 
     parts = []
     for key, color, dash in _SERIES:
-        v = [p for p in series[key] if p[1] > 0]
+        v = logs[key]
         if not v:
             continue
         label = {"candidate": name, "baseline": section["baseline"], "roofline": "copy roofline"}[key]
@@ -208,15 +211,17 @@ def _throughput_svg(section: dict, dtype: str, name: str, width=460, height=240)
         f'<text x="{pad + 150 * i}" y="{height - 26}" font-size="10" fill="{color}">— '
         f'{_e({"candidate": name, "baseline": section["baseline"], "roofline": "copy roofline"}[key])}</text>'
         for i, (key, color, _) in enumerate(_SERIES) if series[key])
-    ticks = "".join(f'<text x="4" y="{sy(10 ** k) + 3:.1f}" font-size="9">1e{k}</text>'
-                    for k in range(int(ylo), int(yhi) + 1))
-    ticks += "".join(f'<text x="{sx(10 ** k) - 8:.1f}" y="{height - 38}" font-size="9">1e{k}</text>'
-                     for k in range(math.ceil(xlo), math.floor(xhi) + 1))
+    ystep = max(1, math.ceil((yhi - ylo) / 10))  # at most about ten labelled decades per axis
+    xstep = max(1, math.ceil((xhi - xlo) / 10))
+    ticks = "".join(f'<text x="4" y="{sy(k) + 3:.1f}" font-size="9">1e{k}</text>'
+                    for k in range(int(ylo), int(yhi) + 1, ystep))
+    ticks += "".join(f'<text x="{sx(k) - 8:.1f}" y="{height - 38}" font-size="9">1e{k}</text>'
+                     for k in range(math.ceil(xlo), math.floor(xhi) + 1, xstep))
     title = f"{dtype}: tokens/s against tokens per batch (log-log)"
     return (f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" role="img">'
             f'<title>{_e(title)}</title><text x="{pad}" y="14" font-size="11">{_e(title)}</text>{ticks}'
             + "".join(parts) + legend
-            + f'<text x="{pad}" y="{height - 8}" font-size="10">tokens {10 ** xlo:.3g} to {10 ** xhi:.3g} (x); '
+            + f'<text x="{pad}" y="{height - 8}" font-size="10">tokens 1e{xlo:.1f} to 1e{xhi:.1f} (x); '
             f"tokens/s (y)</text></svg>")
 
 
@@ -319,7 +324,10 @@ def _e(text) -> str:
 
 def _histogram_svg(values: list[float], bound: float, title: str, width=420, height=170) -> str:
     """Histogram of log10(error / bound); the bound is the line at 0."""
-    xs = [math.log10(v / bound) for v in values if v and v > 0 and bound and math.isfinite(v)]
+    if not (bound and bound > 0 and math.isfinite(bound)):
+        return ""
+    # log10(v) - log10(bound), not log10(v / bound): the quotient can underflow to 0
+    xs = [math.log10(v) - math.log10(bound) for v in values if v and v > 0 and math.isfinite(v)]
     if not xs:
         return ""
     lo, hi = min(min(xs), -3.0), max(max(xs), 0.5)
@@ -346,7 +354,10 @@ def _histogram_svg(values: list[float], bound: float, title: str, width=420, hei
 
 def _scatter_svg(points: list[tuple[float, float]], bound: float, title: str, width=420, height=170) -> str:
     """Error / bound (log scale) against the log-ratio."""
-    pts = [(d, math.log10(e / bound)) for d, e in points if e and e > 0 and bound and math.isfinite(d)]
+    if not (bound and bound > 0 and math.isfinite(bound)):
+        return ""
+    pts = [(d, math.log10(e) - math.log10(bound)) for d, e in points
+           if e and e > 0 and math.isfinite(e) and math.isfinite(d)]
     if not pts:
         return ""
     dlo, dhi = min(p[0] for p in pts), max(p[0] for p in pts)

@@ -199,7 +199,7 @@ def _render_everything(original: dict, mutated: dict) -> None:
     render.render_diff(render.diff_reports(mutated, original, slower_threshold=10))
 
 
-TRICKY = ["nan", "inf", "-inf", None, 0, -1, 1, 1e300, -1e300, "", "x", [], {}, True, [1, 2], ["a"], {"a": 1}]
+TRICKY = ["nan", "inf", "-inf", None, 0, -1, 1, 1e300, -1e300, 1e-300, 5e-324, "", "x", [], {}, True, [1, 2], ["a"], {"a": 1}]
 
 
 def test_every_node_of_a_report_mutated_systematically(real_report):
