@@ -29,6 +29,7 @@ import signal
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,7 +140,11 @@ def run_sharded(candidate: Candidate, batch: Batch, dtype: str, options: CallOpt
                 p = ctx.Process(target=_rank_main, name=f"sapo-rank-{rank}",
                                 args=(rank, world_size, store, candidate, batch, dtype, options, micro_batches,
                                       send), daemon=True)
-                p.start()
+                with warnings.catch_warnings():
+                    # JAX, if something in this process imported it, warns at every
+                    # fork; the ranks run torch only and never touch JAX's threads
+                    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+                    p.start()
                 send.close()
                 receivers.append(recv)
                 procs.append(p)
