@@ -94,3 +94,26 @@ def test_builtin_gate_matches_soft_gate(builtin, name):
     g, r_used, a_used, _ = get_driver(cand.info.framework).gate(cand, r, adv, 0.5, 4.0, "float32")
     ref = sapo_ref.soft_gate(r_used, a_used, 0.5, 4.0)
     assert np.allclose(g, ref, rtol=8 * 2.0**-23, atol=0), (g, ref)
+
+
+def test_torch_compile_fails_instead_of_silently_running_eagerly(monkeypatch):
+    """Past dynamo's recompilation limit torch.compile quietly runs the
+    function eagerly, and a torch-compile certificate would describe eager
+    code.  The built-in raises the limit for its own calls and turns hitting
+    it into an error; here the limit is forced down to show the error."""
+    torch = pytest.importorskip("torch")
+    from conformance.builtins import torch_impl
+
+    def call(dtype, mode):
+        lp = torch.zeros((3, 5), dtype=dtype, requires_grad=True)
+        mask = torch.ones((3, 5), dtype=torch.bool)
+        return torch_impl.sapo_torch_compiled(lp, lp.detach() - 0.1, torch.ones(3, dtype=dtype), mask,
+                                              tau_pos=1.0, tau_neg=1.05, loss_agg_mode=mode)[0]  # (loss, metrics)
+
+    monkeypatch.setitem(torch_impl._RECOMPILATION, "recompile_limit", 1)
+    with pytest.raises(Exception, match="(?i)recompil"):
+        for dtype in (torch.float32, torch.float64):  # two graphs at least: one past a limit of 1
+            for mode in LOSS_AGG_MODES:
+                call(dtype, mode)
+    monkeypatch.undo()
+    assert torch.isfinite(call(torch.float64, "seq-mean-token-sum"))
