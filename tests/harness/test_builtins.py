@@ -4,6 +4,8 @@ hypothesis suites (test_suites.py) explore beyond this table."""
 
 from __future__ import annotations
 
+import types
+
 import pytest
 
 from conformance.candidate import CallOptions
@@ -110,6 +112,14 @@ def test_torch_compile_fails_instead_of_silently_running_eagerly(monkeypatch):
         return torch_impl.sapo_torch_compiled(lp, lp.detach() - 0.1, torch.ones(3, dtype=dtype), mask,
                                               tau_pos=1.0, tau_neg=1.05, loss_agg_mode=mode)[0]  # (loss, metrics)
 
+    # dynamo keeps its graphs per code object, and earlier tests may have
+    # compiled every combination below already: compile a copy of the core
+    # with a code object of its own, so these calls must compile afresh
+    core = torch_impl._sapo_core
+    fresh = types.FunctionType(core.__code__.replace(), core.__globals__, core.__name__, core.__defaults__,
+                               core.__closure__)
+    monkeypatch.setattr(torch_impl, "_sapo_core", fresh)
+    monkeypatch.setattr(torch_impl, "_compiled", None)
     monkeypatch.setitem(torch_impl._RECOMPILATION, "recompile_limit", 1)
     with pytest.raises(Exception, match="(?i)recompil"):
         for dtype in (torch.float32, torch.float64):  # two graphs at least: one past a limit of 1
