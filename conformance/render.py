@@ -322,12 +322,19 @@ def _e(text) -> str:
     return html.escape(str(text), quote=True)
 
 
+def _log10_bound(bound) -> float | None:
+    """log10 of a plottable bound (finite, > 0), else None.  The plots place
+    log10(error) - log10(bound), never log10(error / bound): the quotient can
+    underflow to 0."""
+    return math.log10(bound) if bound and 0 < bound < math.inf else None
+
+
 def _histogram_svg(values: list[float], bound: float, title: str, width=420, height=170) -> str:
     """Histogram of log10(error / bound); the bound is the line at 0."""
-    if not (bound and bound > 0 and math.isfinite(bound)):
+    lb = _log10_bound(bound)
+    if lb is None:
         return ""
-    # log10(v) - log10(bound), not log10(v / bound): the quotient can underflow to 0
-    xs = [math.log10(v) - math.log10(bound) for v in values if v and v > 0 and math.isfinite(v)]
+    xs = [math.log10(v) - lb for v in values if v and v > 0 and math.isfinite(v)]
     if not xs:
         return ""
     lo, hi = min(min(xs), -3.0), max(max(xs), 0.5)
@@ -354,10 +361,10 @@ def _histogram_svg(values: list[float], bound: float, title: str, width=420, hei
 
 def _scatter_svg(points: list[tuple[float, float]], bound: float, title: str, width=420, height=170) -> str:
     """Error / bound (log scale) against the log-ratio."""
-    if not (bound and bound > 0 and math.isfinite(bound)):
+    lb = _log10_bound(bound)
+    if lb is None:
         return ""
-    pts = [(d, math.log10(e) - math.log10(bound)) for d, e in points
-           if e and e > 0 and math.isfinite(e) and math.isfinite(d)]
+    pts = [(d, math.log10(e) - lb) for d, e in points if e and e > 0 and math.isfinite(e) and math.isfinite(d)]
     if not pts:
         return ""
     dlo, dhi = min(p[0] for p in pts), max(p[0] for p in pts)
