@@ -132,6 +132,15 @@ def sapo_torch_sequence(logprob, old_logprob, advantages, mask, *, tau_pos, tau_
                       "sequence")
 
 
+#: Each (dtype, aggregation mode, weights or not, advantage layout) needs its
+#: own graph, and so does every size-1 dimension (dynamo specialises 0 and 1),
+#: so a full suite run needs a few hundred graphs: far more than dynamo's
+#: default limit of 8, after which it silently runs the function eagerly -- and
+#: the harness would certify eager code under the torch-compile name.  Raise
+#: the limits for this call only, and fail rather than fall back.
+_RECOMPILATION = {"recompile_limit": 1024, "accumulated_recompile_limit": 4096,
+                  "fail_on_recompile_limit_hit": True}
+
 _compiled = None
 
 
@@ -148,16 +157,6 @@ def sapo_torch_compiled(logprob, old_logprob, advantages, mask, *, tau_pos, tau_
     advantages = advantages.reshape(logprob.shape[0], -1)
     with torch._dynamo.config.patch(**_RECOMPILATION):
         return _compiled(logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mode, rollout_is_weights)
-
-
-#: Each (dtype, aggregation mode, weights or not, advantage layout) needs its
-#: own graph, and so does every size-1 dimension (dynamo specialises 0 and 1),
-#: so a full suite run needs a few hundred graphs: far more than dynamo's
-#: default limit of 8, after which it silently runs the function eagerly -- and
-#: the harness would certify eager code under the torch-compile name.  Raise
-#: the limits for this call only, and fail rather than fall back.
-_RECOMPILATION = {"recompile_limit": 1024, "accumulated_recompile_limit": 4096,
-                  "fail_on_recompile_limit_hit": True}
 
 
 def gate_torch(ratio, advantages, tau_pos, tau_neg):
