@@ -43,6 +43,7 @@ def test_run_all_writes_a_matrix_and_jobs_give_the_same_one(tmp_path):
     assert {"numpy-fp32", "torch-eager", "torch-compile", "jax", "triton"} <= {c["name"] for c in matrix["candidates"]}
     assert all(c["verdict"] == "conformant" for c in matrix["candidates"])
     assert set(matrix["checks"]) >= {"edge.realistic:loss", "edge.exp-overflow:grad"}
+    assert (serial / "torch-eager" / "report.json").exists()
     assert "| candidate | verdict |" in (serial / "matrix.md").read_text()
     m_s, r_s = _digest(serial)
     m_p, r_p = _digest(parallel)
