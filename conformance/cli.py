@@ -638,16 +638,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _select_triton_backend() -> None:
-    """Without a GPU, Triton kernels can only run under the Triton
-    interpreter, which must be chosen before anything imports triton
-    (torch.compile does).  An explicit TRITON_INTERPRET is respected."""
-    if "TRITON_INTERPRET" not in os.environ and not os.path.exists("/dev/nvidiactl"):
-        os.environ["TRITON_INTERPRET"] = "1"
-
-
 def main(argv=None) -> int:
-    _select_triton_backend()
+    from .builtins import select_triton_backend  # numpy-only imports: nothing imports triton first
+
+    select_triton_backend()
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # module:attr resolves from here, as with python -m
     argv = list(sys.argv[1:] if argv is None else argv)

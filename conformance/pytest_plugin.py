@@ -190,13 +190,12 @@ class SapoBench(pytest.Collector):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    import os
+    from .builtins import select_triton_backend
 
     specs = config.getoption("sapo_candidate")
     if not specs:
         return
-    if "TRITON_INTERPRET" not in os.environ and not os.path.exists("/dev/nvidiactl"):
-        os.environ["TRITON_INTERPRET"] = "1"
+    select_triton_backend()
     bench = config.getoption("sapo_bench")
     bench_only = bench and config.getoption("benchmark_only", False)
     for spec in specs:

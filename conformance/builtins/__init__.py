@@ -18,6 +18,14 @@ from ..candidate import Candidate, CandidateInfo
 from ._common import COMMON_CLAIMS
 
 
+def select_triton_backend() -> None:
+    """Without a GPU, Triton kernels can only run under the Triton
+    interpreter, which must be chosen before anything imports triton
+    (torch.compile does).  An explicit TRITON_INTERPRET is respected."""
+    if "TRITON_INTERPRET" not in os.environ and not os.path.exists("/dev/nvidiactl"):
+        os.environ["TRITON_INTERPRET"] = "1"
+
+
 def _version(dist: str) -> str:
     try:
         return importlib.metadata.version(dist)
