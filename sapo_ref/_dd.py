@@ -11,12 +11,18 @@ Dekker's split and product) and the double-double operations built from them.
 Numpy has no fused multiply-add, so products are made exact by splitting.
 Every function is elementwise and assumes finite inputs of moderate size; the
 callers in :mod:`sapo_ref._kernels` guarantee that.
+
+Everything here is built from IEEE-754 basic operations (+, -, *, /, and the
+exact ``frexp``/``ldexp``/``rint``), with constants computed in Python's
+``decimal`` module: no libm or SIMD-dispatched transcendental is involved, so
+every result is bit-identical on every CPU, OS and NumPy version.
 """
 
 from __future__ import annotations
 
 import math
 from decimal import Decimal, localcontext
+from fractions import Fraction
 
 import numpy as np
 
@@ -110,7 +116,8 @@ def _decimal_split(value: Decimal) -> tuple[float, float]:
 
 
 def _exp_constants():
-    """ln2/64 in three parts and the table 2**(j/64), from 60-digit decimals.
+    """ln2/64 in three parts, 64/ln2, and the table 2**(j/64), from 60-digit
+    decimals (never from libm: its last bit differs between machines).
 
     ``LN2_64[0]`` keeps 32 significant bits so that ``n * LN2_64[0]`` is exact
     for the |n| < 2**21 that :func:`exp_scaled` meets.
@@ -124,13 +131,13 @@ def _exp_constants():
         l2 = float(rest)
         l3 = float(rest - Decimal(l2))
         table = [_decimal_split(Decimal(2) ** (Decimal(j) / 64)) for j in range(64)]
+        inverse = float(64 / Decimal(2).ln())
     hi = np.array([t[0] for t in table])
     lo = np.array([t[1] for t in table])
-    return (l1, l2, l3), hi, lo
+    return (l1, l2, l3), inverse, hi, lo
 
 
-LN2_64, _TABLE_HI, _TABLE_LO = _exp_constants()
-_INV_LN2_64 = 64.0 / math.log(2.0)
+LN2_64, _INV_LN2_64, _TABLE_HI, _TABLE_LO = _exp_constants()
 # Taylor coefficients 1/k! for k = 3..8 (|r| <= ln2/128 makes the k = 9 term < 2**-85).
 _C = (1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320)
 
@@ -197,7 +204,8 @@ def fsum(x, scratch=None, overwrite=False, bound=None) -> float:
     error of at most about (log2 n) * n**2 * 2**-106 * max|x|, far below the
     final rounding of Sum(q) + Sum(p) unless the sum cancels to almost
     nothing.  Non-finite input gives the IEEE result of a plain sum; sizes
-    where sigma would overflow or the split would underflow use math.fsum.
+    where sigma would overflow or the split would underflow use
+    :func:`exact_sum`.
     ``scratch``: an array of ``x``'s size to work in, instead of allocating;
     ``overwrite``: ``x`` may be overwritten (it must then be a float64 array);
     ``bound``: a known upper bound on max|x| for finite x, which saves the
@@ -218,10 +226,35 @@ def fsum(x, scratch=None, overwrite=False, bound=None) -> float:
     m_bits = int(v.size + 2).bit_length()
     e = math.frexp(amax)[1]
     if m_bits + e > 1020 or m_bits + e - 53 < -1020:
-        return math.fsum(v.tolist())
+        return exact_sum(v)
     sigma = math.ldexp(1.0, m_bits + e)
     q = np.empty_like(v) if scratch is None else scratch.reshape(-1)
     np.add(v, sigma, out=q)
     q -= sigma
     p = np.subtract(v, q, out=v if overwrite else None)
     return float(np.sum(q) + np.sum(p))
+
+
+def exact_sum(x) -> float:
+    """The correctly rounded sum of a float64 array, the same in any order and
+    on any machine; never raises.
+
+    Non-finite terms give the IEEE result (NaN if any term is NaN or +inf
+    meets -inf, else that infinity); a finite exact sum beyond the float64
+    range gives the infinity of its sign (a plain float64 sum would say the
+    same, where ``math.fsum`` raises OverflowError).
+    """
+    v = np.asarray(x, dtype=np.float64).ravel()
+    finite = np.isfinite(v)
+    if not finite.all():
+        with np.errstate(invalid="ignore"):
+            return float(np.sum(v[~finite]))
+    values = v.tolist()
+    try:
+        return math.fsum(values)
+    except OverflowError:  # a partial sum overflowed: exact rationals decide
+        total = sum(map(Fraction, values), Fraction(0))
+        try:
+            return float(total)  # int / int: correctly rounded
+        except OverflowError:
+            return math.inf if total > 0 else -math.inf

@@ -8,7 +8,9 @@ Two evaluation paths share one definition (SPEC.md, "Formulas"):
   nothing to cancellation (SPEC.md, "Accuracy").  Real batches (ratios near
   1) fall almost entirely in this region.
 * the *precise* path, double-double with separate binary exponents
-  (:mod:`sapo_ref._dd`), for every other element.  It is needed because
+  (:mod:`sapo_ref._dd`), for every other element -- and for every element
+  when a bit-reproducible result is asked for: it uses IEEE basic
+  operations only, never libm, so its bits are the same on every machine.  It is needed because
   the gate and its gradient are ill-conditioned in z: exp(-z) with z near 700
   needs z to 1e-16 *absolute*, i.e. exp(logratio) to about 2**-64 relative.
   Outputs are rounded once, at the end, so they are correct to about 0.5 ulp
@@ -144,14 +146,15 @@ def precise_from_logratio(dh, dl, tau, adv, ch, cl, weight=None):
     and weighted (-c A f, the token's share of the loss), each rounded once.
     """
     low = ~(dh >= D_NEG)  # includes -inf
-    zf = np.expm1(np.minimum(dh, 800.0)) * tau
-    sat = (dh > 700.0) | ((dh > 0) & (zf > dh + Z_SAT_MARGIN))  # includes +inf
     # R = exp(logratio), scaled; 0 below D_NEG.  For the ratio output only,
     # saturated elements still need R (it may be finite): clip the argument.
     big = dh > _dd.EXP_ARG_LIMIT
     xh = np.clip(dh, D_NEG, _dd.EXP_ARG_LIMIT)
     xl = np.where(low | big, 0.0, dl)
     rh, rl, kr = _dd.exp_scaled(xh, xl)
+    # z to a few ulp (inf where R overflows), only to decide saturation
+    zf = (np.ldexp(rh, kr) - 1.0) * tau
+    sat = (dh > 700.0) | ((dh > 0) & (zf > dh + Z_SAT_MARGIN))  # includes +inf
     rh = np.where(low, 0.0, rh)
     rl = np.where(low, 0.0, rl)
     kr = np.where(low, 0, kr)

@@ -181,6 +181,7 @@ def sapo_loss(
     rollout_is_weights=None,
     importance_sampling_level=None,
     sequence_advantage=None,
+    reproducible=False,
 ) -> SAPOResult:
     """The SAPO loss, its exact gradient with respect to ``logprob``, and metrics.
 
@@ -214,6 +215,12 @@ def sapo_loss(
             of the row's loss is spread evenly over its tokens).
         sequence_advantage: with the sequence level, ``"token"`` or ``"mean"``
             (each token takes its row's masked mean advantage, AReaL's form).
+        reproducible: evaluate every token on the precise path, which uses
+            IEEE-754 basic operations only, and every sum exactly: the
+            result is then bit-identical on every CPU, OS and NumPy version
+            (the default fast path calls NumPy's exp/expm1/tanh, whose last
+            bit depends on the machine).  Slower; same accuracy or better
+            (SPEC.md, "Accuracy").
 
     The inputs are never modified.  Errors: TypeError/ValueError naming the
     argument (SPEC.md, "Validation").
@@ -243,6 +250,8 @@ def sapo_loss(
         advantages_dtype=V.dtype_name(advantages),
         n_tokens_axis=T,
     )
+    if not isinstance(reproducible, bool):
+        raise TypeError(f"reproducible must be True or False, got {type(reproducible).__name__}")
     n_rows = np.count_nonzero(m, axis=1)
     n_tok = int(n_rows.sum())
     if global_token_count is not None:
@@ -253,8 +262,8 @@ def sapo_loss(
     c_hi, c_lo, denom, denoms = row_weights(n_rows, sem, global_token_count, global_seq_count)
     with np.errstate(all="ignore"):
         if sem.importance_sampling_level == "sequence":
-            return _sequence_level(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem, denoms)
-        return _evaluate(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem, denoms)
+            return _sequence_level(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem, denoms, reproducible)
+        return _evaluate(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem, denoms, reproducible)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -346,10 +355,12 @@ def _map_rows(block, B: int, T: int) -> list:
     return list(_EXECUTOR[n].map(block, ranges))
 
 
-def _evaluate(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Semantics, denoms) -> SAPOResult:
+def _evaluate(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Semantics, denoms,
+              reproducible: bool = False) -> SAPOResult:
     """The fast path on whole arrays, in preallocated blocks (fresh 2 MB
     arrays cost page faults that would dominate) and row ranges, then the
-    precise path on every other unmasked token."""
+    precise path on every other unmasked token (on every unmasked token when
+    ``reproducible``, with exact sums)."""
     B, T = lp.shape
     per_row = adv.shape == (B, 1)
     outs = np.empty((5, B, T))
@@ -398,6 +409,8 @@ def _evaluate(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Semantic
             inside &= w_ok & (np.abs(a_s) <= _ADV_FAST_MAX)
         # products near the subnormal range lose digits in the fast path
         inside &= (a_s == 0) | (np.abs(a_s) >= _ADV_FAST_MIN)
+        if reproducible:  # no token on the (libm) fast path
+            inside[...] = False
         # outside the fast interval: remember the raw log-ratio, put 0 there meanwhile
         local = np.flatnonzero(~inside)
         dflat, dlflat = d_.reshape(-1), dl_.reshape(-1)
@@ -405,9 +418,14 @@ def _evaluate(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Semantic
         dflat[local] = 0.0
         dlflat[local] = 0.0
 
-        z = _kernels.fast_from_logratio(d_, dl_, tau, em=em, r=r_, h=h_, gate=g_)
-        # inside the interval but with |z| > Z_FAST: precise path too (d, dl intact there)
-        steep = np.flatnonzero(z)
+        if reproducible:  # every unmasked value comes from the precise path below
+            for out in (g_, h_, r_):
+                out.fill(0.0)
+            steep = np.empty(0, dtype=local.dtype)
+        else:
+            z = _kernels.fast_from_logratio(d_, dl_, tau, em=em, r=r_, h=h_, gate=g_)
+            # inside the interval but with |z| > Z_FAST: precise path too (d, dl intact there)
+            steep = np.flatnonzero(z)
         local = np.concatenate([local, steep])
         raw_d = np.concatenate([raw_d, dflat[steep]])
         raw_lo = np.concatenate([raw_lo, dlflat[steep]])
@@ -476,7 +494,10 @@ def _evaluate(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Semantic
                 bound *= float(np.max(np.abs(np.where(m, weights, 0.0)), initial=0.0))
         if not math.isfinite(bound) or bound > 1e300:
             bound = None
-    loss = _dd.fsum(weighted, scratch=scratch, overwrite=True, bound=bound)
+    if reproducible:
+        loss = _dd.exact_sum(weighted)
+    else:
+        loss = _dd.fsum(weighted, scratch=scratch, overwrite=True, bound=bound)
     # what the metrics need from the caller's arrays, taken now (they may
     # change theirs later); the rest from arrays this call owns
     if per_row:
@@ -488,7 +509,8 @@ def _evaluate(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Semantic
         nan_adv = bool(np.any(np.isnan(adv) & m))
 
     def metrics():
-        return _metrics(d, d_lo, mf, ratio, gate, positive, nan_adv, n_rows, sem)
+        return _metrics(d, d_lo, mf, ratio, gate, positive, nan_adv, n_rows, sem,
+                        _dd.exact_sum if reproducible else _dd.fsum)
 
     return SAPOResult(
         loss=loss,
@@ -516,12 +538,13 @@ def _row_sums_dd(x: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             hi[i] = math.fsum(terms)
             lo[i] = math.fsum(terms + [-hi[i]]) if math.isfinite(hi[i]) else 0.0
         except (OverflowError, ValueError):  # inf - inf inside, or an intermediate overflow
-            hi[i] = float(np.sum(terms))
+            hi[i] = _dd.exact_sum(np.array(terms))
             lo[i] = 0.0
     return hi, lo
 
 
-def _sequence_level(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Semantics, denoms) -> SAPOResult:
+def _sequence_level(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Semantics, denoms,
+                    reproducible: bool = False) -> SAPOResult:
     """Every token of row i takes the row's log-ratio s_i = (sum of its
     log-ratios) / n_i.  The token-level evaluation at s_i gives each token's
     value and its share -c A w f'(r_i) r_i of d loss / d s_i; since
@@ -549,12 +572,12 @@ def _sequence_level(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Se
         mean = a_hi / n
         p_hi, p_lo = _dd.two_prod(mean, n)
         adv = (mean + ((a_hi - p_hi) - p_lo + a_lo) / n)[:, None]
-    res = _evaluate(row_lp, row_olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem, denoms)
+    res = _evaluate(row_lp, row_olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem, denoms, reproducible)
     share_hi, _ = _row_sums_dd(res.grad, m)
     grad = np.where(m, (share_hi / n)[:, None], 0.0) + 0.0
     if sem.empty_rows == "nan" and sem.mode == "seq-mean-token-mean":
         grad[n_rows == 0] = np.nan
-    token_kl = -(math.fsum(s_hi) + math.fsum(s_lo)) if np.all(np.isfinite(s_hi)) else -float(np.sum(s_hi))
+    token_kl = -(_dd.exact_sum(s_hi) + _dd.exact_sum(s_lo))
     count = float(n_rows.sum()) + sem.token_count_eps
 
     def metrics():
@@ -575,16 +598,17 @@ def _sequence_level(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Se
     )
 
 
-def _metrics(d, d_lo, mf, ratio, gate, positive, nan_adv, n_rows, sem) -> dict:
-    """Masked means over unmasked tokens (0 when there are none)."""
+def _metrics(d, d_lo, mf, ratio, gate, positive, nan_adv, n_rows, sem, total) -> dict:
+    """Masked means over unmasked tokens (0 when there are none); ``total``
+    sums an array."""
     count = float(n_rows.sum()) + sem.token_count_eps
     if count == 0:
         return {name: 0.0 for name in METRIC_NAMES}
     unmasked = mf > 0
-    kl_sum = -(_dd.fsum(np.where(unmasked, d, 0.0)) + _dd.fsum(np.where(unmasked, d_lo, 0.0)))
+    kl_sum = -(total(np.where(unmasked, d, 0.0)) + total(np.where(unmasked, d_lo, 0.0)))
     return {
         "ppo_kl": kl_sum / count,
-        "avg_ratio": _dd.fsum(ratio) / count,
-        "avg_soft_gate": _dd.fsum(gate) / count,
+        "avg_ratio": total(ratio) / count,
+        "avg_soft_gate": total(gate) / count,
         "pos_adv_frac": math.nan if nan_adv else positive / count,
     }

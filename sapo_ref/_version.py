@@ -7,4 +7,4 @@ mismatch is reported instead of silently compared.
 """
 
 __version__ = "0.1.0"
-ORACLE_VERSION = "1.2"
+ORACLE_VERSION = "1.3"

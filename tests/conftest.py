@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -37,6 +38,92 @@ class _Tally:
 TALLY = _Tally()
 
 
+class _RoundingCensus:
+    """How often the reproducible path's outputs are correctly rounded."""
+
+    def __init__(self):
+        self.rows = {}
+
+    def record(self, quantity: str, n: int, correctly_rounded: int, worst_ulp: float) -> None:
+        self.rows[quantity] = (n, correctly_rounded, worst_ulp)
+
+
+ROUNDING = _RoundingCensus()
+
+
+#: the most characters one failure may print: a failing comparison of large
+#: arrays, reports or files must name what differs, never dump it
+MAX_FAILURE_CHARS = 12_000
+
+
+def bounded(text: str, limit: int = MAX_FAILURE_CHARS) -> str:
+    """``text`` if short enough, else its head and tail around a note saying
+    how much was cut."""
+    if len(text) <= limit:
+        return text
+    head, tail = (limit * 3) // 4, limit // 4
+    cut = len(text) - head - tail
+    return f"{text[:head]}\n... [{cut} characters cut: failure output is bounded by tests/conftest.py] ...\n{text[-tail:]}"
+
+
+def _size(value, budget: int = MAX_FAILURE_CHARS) -> int:
+    """Roughly how many characters ``value`` would print as, counted only up
+    to ``budget`` (so that sizing a huge value stays cheap)."""
+    if isinstance(value, (str, bytes, bytearray)):
+        return len(value)
+    if isinstance(value, dict):
+        value = [x for kv in value.items() for x in kv]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        total = 0
+        for item in value:
+            total += 2 + _size(item, budget - total)
+            if total > budget:
+                break
+        return total
+    size = getattr(value, "size", None)
+    return 8 * size if isinstance(size, int) else 16
+
+
+def _no_ci_diffs() -> None:
+    """With CI set, pytest builds and prints the *full* ndiff of a failing
+    ``==`` (quadratic in the operands' size: minutes and megabytes for two
+    megabyte values) and disables truncation.  Make CI behave like a
+    terminal for assertion output; ``-vv`` still shows everything."""
+    try:
+        from _pytest.assertion import _compare_sequence, truncate
+    except ImportError:  # another pytest layout: MAX_FAILURE_CHARS still bounds the output
+        return
+    for module in (_compare_sequence, truncate):
+        if hasattr(module, "running_on_ci"):
+            module.running_on_ci = lambda: False
+
+
+_no_ci_diffs()
+
+
+def pytest_assertrepr_compare(config, op, left, right):
+    """A comparison of large operands is not diffed (pytest's diff of two
+    megabyte values takes minutes and prints megabytes): say what they are
+    and how to compare them instead."""
+    sizes = (_size(left), _size(right))
+    if max(sizes) > MAX_FAILURE_CHARS:
+        return [f"{type(left).__name__} {op} {type(right).__name__}: operands too large to show "
+                f"(about {sizes[0]} and {sizes[1]} characters); compare digests or name the first difference"]
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Every failure's report is bounded (MAX_FAILURE_CHARS), whatever its
+    assertion printed."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and report.longrepr is not None:
+        text = str(report.longrepr)
+        if len(text) > MAX_FAILURE_CHARS:
+            report.longrepr = bounded(text)
+
+
 def pytest_terminal_summary(terminalreporter):
     from tests.test_mutants import KILL_TABLE, MUTANTS
 
@@ -49,6 +136,9 @@ def pytest_terminal_summary(terminalreporter):
             else:
                 shown = ", ".join(caught[:6]) + (f" (+{len(caught) - 6} more)" if len(caught) > 6 else "")
             terminalreporter.write_line(f"  {m.name:<26} {shown}")
+    if ROUNDING.rows:
+        shown = ", ".join(f"{k} {ok}/{n} (worst {w:.2f} ulp)" for k, (n, ok, w) in sorted(ROUNDING.rows.items()))
+        terminalreporter.write_line(f"reproducible path, correctly rounded: {shown}")
     if TALLY.count:
         worst = ", ".join(f"{k} {v:.2f}" for k, v in sorted(TALLY.worst.items()))
         terminalreporter.write_line(

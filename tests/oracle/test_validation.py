@@ -71,6 +71,7 @@ def call(**overrides):
         (dict(global_token_count=6.0), TypeError, ["global_token_count", "integer", "float"]),
         (dict(global_seq_count=-1), ValueError, ["global_seq_count=-1", "(2)"]),
         (dict(global_seq_count=True), TypeError, ["global_seq_count", "integer"]),
+        (dict(reproducible="yes"), TypeError, ["reproducible", "True or False", "str"]),
     ],
 )
 def test_errors_name_the_argument_and_the_problem(overrides, exc, words):
