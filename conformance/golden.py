@@ -368,6 +368,19 @@ def _open_npz(path: Path) -> dict:
         raise GoldenError(f"{path}: not a valid .npz archive ({exc})") from None
 
 
+def _shape_problem(inputs: list, outputs: dict) -> str | None:
+    """What is inconsistent in a case's array shapes, or None."""
+    lp = inputs[0]
+    if lp.ndim != 2 or inputs[1].shape != lp.shape or inputs[3].shape != lp.shape:
+        return "logprob, old_logprob and mask must share one (B, T) shape"
+    expected = {"loss": (), "metrics": (len(METRIC_NAMES),)}
+    for name in OUTPUTS:
+        want = expected.get(name, lp.shape)
+        if outputs[name].shape != want or outputs[name].dtype != np.float64:
+            return f"output {name} is {outputs[name].dtype}{outputs[name].shape}, expected float64{want}"
+    return None
+
+
 def load(directory: Path | None = None) -> tuple[dict, list[LoadedCase]]:
     """Every case of a verified-intact fixture set (sha256 and file set)."""
     directory = Path(directory or default_dir())
@@ -384,6 +397,9 @@ def load(directory: Path | None = None) -> tuple[dict, list[LoadedCase]]:
             raise GoldenError(f"{directory / str(meta.get('file'))}: case {cid!r} incomplete (missing {exc})") from None
         if inp[3].dtype != bool or any(a.dtype != np.float64 for a in inp[:3]):
             raise GoldenError(f"{directory / meta['file']}: case {cid!r} has arrays of the wrong dtype")
+        wrong = _shape_problem(inp, outputs)
+        if wrong:
+            raise GoldenError(f"{directory / meta['file']}: case {cid!r}: {wrong}")
         out.append(LoadedCase(cid, meta, Batch(*inp), outputs))
     return manifest, out
 
@@ -412,12 +428,12 @@ def _sum_units(got: float, ref: float, scale: float) -> float:
     return abs(got - ref) / unit
 
 
-def _sum_scales(case: "LoadedCase") -> dict:
+def _sum_scales(case: "LoadedCase", token_count_eps: float) -> dict:
     """For each scalar output, the sum of the magnitudes of what it adds up
     (divided by its count for the metrics)."""
     o, b = case.outputs, case.batch
     m = b.mask.astype(bool)
-    count = float(m.sum()) + case.meta["semantics"]["token_count_eps"]
+    count = float(m.sum()) + token_count_eps
     with np.errstate(invalid="ignore", over="ignore"):
         terms = {
             "loss": (o["agg_weight"] * o["token_loss"], 1.0),
@@ -434,7 +450,7 @@ def _distances(case: "LoadedCase", res: sapo_ref.SAPOResult) -> dict:
     """Each output's distance from the stored one: arrays in ulp, the loss and
     the metrics in units of the sum bound (they are sums: their ulps say
     little when the terms cancel)."""
-    scales = _sum_scales(case)
+    scales = _sum_scales(case, res.semantics.token_count_eps)
     out = {}
     for name, arr in _outputs(res).items():
         if name == "loss":

@@ -194,7 +194,16 @@ def _pickled(d):
     _rewrite(d / "random-paper.npz", mutate)
 
 
+def _wrong_shape(d):
+    def mutate(arrays):
+        for k in [k for k in arrays if k.endswith("__grad")][:1]:
+            arrays[k] = arrays[k][:, :1]
+
+    _rewrite(d / "random-paper.npz", mutate)
+
+
 BAD = {
+    "wrong-shape": (_wrong_shape, "random-paper.npz: case"),
     "truncated": (_truncate, "random-trl.npz: sha256"),
     "corrupted": (_corrupt, "edge.npz: sha256"),
     "missing": (lambda d: (d / "random-verl.npz").unlink(), "random-verl.npz: listed in the manifest but missing"),
