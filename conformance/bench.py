@@ -21,10 +21,14 @@ that caches results across calls fails this), and a candidate that moves its
 minimum bytes faster than a plain copy is flagged as implausible.
 
 Timing is ``time.perf_counter`` around a synchronised call on the CPU and
-CUDA events on a GPU (the driver's ``timed_run``).  Median and quartiles are
-reported; ratios (roofline fraction, speedup) are ratios of medians taken in
-one run.  The regression gate for kernel CI is pytest-benchmark (see
-``pytest --sapo-bench`` in the README).
+CUDA events on a GPU (the driver's ``timed_run``).  Every timing is reported
+as its median with its quartiles and interquartile range (IQR).  A ratio of
+two timings (roofline fraction, speedup) is the ratio of their medians, and
+never comes alone: its range pairs the quartiles of the same run
+(:func:`ratio_range`).  A row whose candidate, copy or baseline spreads wider
+than :data:`NOISY_SPREAD` is marked noisy (:func:`wide_spread`), and
+``diff --fail-slower`` does not judge it.  The regression gate for kernel CI
+is pytest-benchmark (see ``pytest --sapo-bench`` in the README).
 """
 
 from __future__ import annotations
@@ -74,6 +78,11 @@ BENCH_PROFILES = {
 
 #: a candidate faster than this multiple of the copy roofline is implausible
 IMPLAUSIBLE_ROOFLINE_FRACTION = 1.25
+
+#: a timing is *noisy* when its interquartile range exceeds this fraction of
+#: its median; a throughput row is noisy when the timing of its candidate, or of
+#: a contender one of its ratios uses (the copy, the baseline), is
+NOISY_SPREAD = 0.25
 
 #: what the inputs look like: log-ratios near 0, ragged rows, GRPO-style
 #: per-row advantages given per token (verl's layout)
@@ -144,12 +153,83 @@ class Timing:
         # "inclusive": quartiles within [min, max]; the default ("exclusive")
         # extrapolates beyond them for a few samples, even below 0
         q1, q3 = (statistics.quantiles(s, n=4, method="inclusive")[0::2] if len(s) >= 2 else (s[0], s[0]))
-        return {"median_s": statistics.median(s), "q1_s": q1, "q3_s": q3, "min_s": s[0],
+        return {"median_s": statistics.median(s), "q1_s": q1, "q3_s": q3, "iqr_s": q3 - q1, "min_s": s[0],
                 "rounds": len(s), "first_call_s": self.first_call_s}
 
     @property
     def median(self) -> float:
         return statistics.median(self._sorted())
+
+
+# The spread of timings.  Each function takes timings as ``Timing.as_dict``
+# gives them (and as reports store them), so reports written before the
+# fields they fill existed read the same way.
+
+
+def spread(timing: dict) -> float:
+    """How widely a timing's rounds scatter: its IQR over its median."""
+    return (timing["q3_s"] - timing["q1_s"]) / timing["median_s"]
+
+
+def ratio_range(num: dict, den: dict) -> list[float]:
+    """[low, high] of the ratio ``num / den`` of two timings of one run: the
+    quartiles paired as unfavourably and as favourably as they go (q1/q3 and
+    q3/q1).  The ratio of the medians always lies within."""
+    return [num["q1_s"] / den["q3_s"], num["q3_s"] / den["q1_s"]]
+
+
+def _contenders(row: dict) -> dict[str, dict]:
+    """The timings a timed row's ratios use, by name (the baseline only when
+    it is not the candidate itself)."""
+    out = {"candidate": row["candidate"], "copy": row["copy"]}
+    if row.get("baseline") and row["baseline"] != row["candidate"]:
+        out["baseline"] = row["baseline"]
+    return out
+
+
+def wide(timings: dict[str, dict]) -> dict[str, float]:
+    """The timings (by name) whose spread exceeds NOISY_SPREAD, with that
+    spread: the one place the noisy rule is applied."""
+    return {name: spread(t) for name, t in timings.items() if spread(t) > NOISY_SPREAD}
+
+
+def wide_spread(row: dict) -> dict[str, float]:
+    """The contenders of a timed row that spread too widely: the row is noisy
+    when this is not empty."""
+    return wide(_contenders(row))
+
+
+def is_noisy(row: dict) -> bool:
+    """Whether a timed row is marked noisy (a row of a report written before
+    the mark existed: judged from its quartiles by the same rule)."""
+    return bool(row["noisy"]) if "noisy" in row else bool(wide_spread(row))
+
+
+def ratio_ranges(row: dict) -> dict[str, list[float] | None]:
+    """``roofline_range`` and ``speedup_range`` of a timed row, from its
+    quartiles (speedup: None without a baseline, [1, 1] for the baseline
+    itself)."""
+    c = _contenders(row)
+    speedup = None
+    if row.get("baseline"):
+        speedup = ratio_range(c["baseline"], c["candidate"]) if "baseline" in c else [1.0, 1.0]
+    return {"roofline_range": ratio_range(c["copy"], c["candidate"]), "speedup_range": speedup}
+
+
+def row_ratios(row: dict) -> dict[str, tuple[float, float, float] | None]:
+    """A timed row's ratios as (value, low, high): "roofline" (the copy's time
+    over the candidate's) and "speedup" (the baseline's over the candidate's;
+    None without one).  Ranges a report lacks are computed as measure() does."""
+    ranges = ratio_ranges(row)
+    ranges.update({k: row[k] for k in ranges if row.get(k)})
+    sp = row.get("speedup_vs_baseline")
+    return {"roofline": (row["roofline_fraction"], *ranges["roofline_range"]),
+            "speedup": None if sp is None or ranges["speedup_range"] is None else (sp, *ranges["speedup_range"])}
+
+
+def noisy_rule(subjects: str) -> str:
+    """The noisy rule in words, for reports and the command line."""
+    return f"NOISY: the IQR of {subjects} exceeds {100 * NOISY_SPREAD:.0f} % of its median"
 
 
 # ---------------------------------------------------------------------------
@@ -245,6 +325,28 @@ def _baseline_for(candidate: Candidate, dtype: str, device: str) -> tuple[Candid
     return base, ""
 
 
+def fill_timings(row: dict, cand: Timing, copy: Timing, baseline: Timing | None) -> dict:
+    """Complete a row that has its ``tokens`` and ``bytes`` from the timings of
+    its contenders: each timing's summary, the rates, the ratios with their
+    ranges, and the noisy mark.  ``baseline`` is ``cand`` itself when the
+    candidate is the baseline, None when there is none."""
+    row["candidate"] = cand.as_dict()
+    row["copy"] = copy.as_dict()
+    row["tokens_per_s"] = row["tokens"] / cand.median
+    row["bytes_per_s"] = row["bytes"] / cand.median
+    row["roofline_bytes_per_s"] = row["bytes"] / copy.median
+    row["roofline_fraction"] = copy.median / cand.median
+    if baseline is None:
+        row["baseline"], row["speedup_vs_baseline"] = None, None
+    elif baseline is cand:
+        row["baseline"], row["speedup_vs_baseline"] = row["candidate"], 1.0
+    else:
+        row["baseline"], row["speedup_vs_baseline"] = baseline.as_dict(), baseline.median / cand.median
+    row.update(ratio_ranges(row))
+    row["noisy"] = bool(wide_spread(row))
+    return row
+
+
 def measure(candidate: Candidate, B: int, T: int, dtype: str, *, device: str = "cpu",
             profile: BenchProfile = BENCH_PROFILES["default"], options: CallOptions = CallOptions(),
             seed: int = 0, baseline: bool = True) -> dict:
@@ -278,22 +380,9 @@ def measure(candidate: Candidate, B: int, T: int, dtype: str, *, device: str = "
         for c in contenders:
             timings[c.name].samples.append(c.call(r))
     cand = timings[candidate.name]
-    copy = timings["copy"]
-    row["candidate"] = cand.as_dict()
-    row["copy"] = copy.as_dict()
-    row["tokens_per_s"] = tokens / cand.median
-    row["bytes_per_s"] = nbytes / cand.median
-    row["roofline_bytes_per_s"] = nbytes / copy.median
-    row["roofline_fraction"] = copy.median / cand.median
-    if candidate.name == BASELINE:
-        row["baseline"] = row["candidate"]
-        row["speedup_vs_baseline"] = 1.0
-    elif BASELINE in timings:
-        row["baseline"] = timings[BASELINE].as_dict()
-        row["speedup_vs_baseline"] = timings[BASELINE].median / cand.median
-    else:
-        row["baseline"] = None
-        row["speedup_vs_baseline"] = None
+    base = cand if candidate.name == BASELINE else timings.get(BASELINE)
+    fill_timings(row, cand, timings["copy"], base)
+    if base is None:
         row["baseline_reason"] = base_reason
     row["compile_s"] = max(cand.first_call_s - cand.median, 0.0)
     # Proven problems (wrong or stale outputs, modified inputs) come first, so
@@ -351,22 +440,47 @@ def bench(candidate: Candidate, *, shapes, dtypes=None, device: str = "cpu",
 
 def oracle_speed(B: int = 64, T: int = 4096, *, rounds: int = 40, seed: int = 0,
                  loss_agg_mode: str = "seq-mean-token-mean") -> dict:
-    """The oracle's loss + gradient against one ``np.exp`` pass over a float64
-    array of the same shape, interleaved: the oracle is in every check's
-    denominator, and exp is the unit of work it cannot avoid."""
+    """The oracle's loss + gradient, its default (fast) form and its
+    reproducible form, against one ``np.exp`` pass over a float64 array of
+    the same shape, interleaved round by round: the oracle is in every
+    check's denominator, and exp is the unit of work it cannot avoid.
+
+    Returns the shape, rounds, ``timings`` by contender ("exp", "oracle",
+    "reproducible") and ``ratios`` of each oracle to exp (value, range,
+    noisy, and ``wide``: the timings that made it noisy)."""
     import sapo_ref
 
     b = make_batch(B, T, seed)
     adv = np.ascontiguousarray(b.advantages[:, 0])
     x = b.logprob - b.old_logprob
-    sapo_ref.sapo_loss(b.logprob, b.old_logprob, adv, b.mask, loss_agg_mode=loss_agg_mode)  # warm-up
-    exp_t, oracle_t = Timing(), Timing()
+
+    def oracle(**kwargs):
+        return lambda: sapo_ref.sapo_loss(b.logprob, b.old_logprob, adv, b.mask, loss_agg_mode=loss_agg_mode,
+                                          **kwargs).grad
+
+    calls = {"exp": lambda: np.exp(x), "oracle": oracle(), "reproducible": oracle(reproducible=True)}
+    for call in calls.values():  # warm-up
+        call()
+    timings = {name: Timing() for name in calls}
     for _ in range(rounds):
-        start = time.perf_counter()
-        np.exp(x)
-        exp_t.samples.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        sapo_ref.sapo_loss(b.logprob, b.old_logprob, adv, b.mask, loss_agg_mode=loss_agg_mode).grad
-        oracle_t.samples.append(time.perf_counter() - start)
-    return {"shape": [B, T], "loss_agg_mode": loss_agg_mode, "rounds": rounds, "exp": exp_t.as_dict(),
-            "oracle": oracle_t.as_dict(), "ratio": oracle_t.median / exp_t.median}
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            timings[name].samples.append(time.perf_counter() - start)
+    t = {name: timing.as_dict() for name, timing in timings.items()}
+    return {"shape": [B, T], "loss_agg_mode": loss_agg_mode, "rounds": rounds, "timings": t,
+            "ratios": oracle_ratios(t)}
+
+
+def oracle_ratios(timings: dict[str, dict]) -> dict[str, dict]:
+    """Each oracle's time over the np.exp pass's ("exp"): the ratio of
+    medians as ``value``, its ``range``, ``noisy``, and ``wide``: which of the
+    two timings spread too widely."""
+    exp = timings["exp"]
+    out = {}
+    for name, t in timings.items():
+        if name != "exp":
+            noisy = wide({name: t, "exp": exp})
+            out[name] = {"value": t["median_s"] / exp["median_s"], "range": ratio_range(t, exp),
+                         "noisy": bool(noisy), "wide": noisy}
+    return out

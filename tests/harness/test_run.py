@@ -18,13 +18,17 @@ from conformance.report import load_report, validate
 ROOT = Path(__file__).resolve().parents[2]
 EX = "tests.harness.example_candidates"
 QUICK = ["--profile", "quick", "--quiet"]
+#: how long a test waits for a subprocess before calling it hung: a safety net,
+#: not a deadline (the longest subprocess of the suite, `run --all` in
+#: test_parallel, takes under two minutes here; a machine 10x slower passes)
+TIMEOUT_S = 3600
 
 
 def run_cli(*args, cwd=ROOT):
     """The real console script, in a subprocess: exit code, stdout, stderr."""
     exe = Path(sys.executable).with_name("sapo-conformance")
     env = dict(os.environ)
-    out = subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+    out = subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=TIMEOUT_S)
     return out.returncode, out.stdout, out.stderr
 
 
@@ -138,11 +142,11 @@ def test_pytest_plugin_runs_the_suites(tmp_path):
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--sapo-profile", "quick",
             "--sapo-check", "edge.realistic", "--sapo-check", "random"]
     ok = subprocess.run(args + ["--sapo-candidate", "numpy-fp32"], capture_output=True, text=True, cwd=tmp_path,
-                        timeout=600)
+                        timeout=TIMEOUT_S)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "passed" in ok.stdout
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     bad = subprocess.run(args + ["--sapo-candidate", f"{EX}:trinity_published"], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=600, env=env)
+                         cwd=tmp_path, timeout=TIMEOUT_S, env=env)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "random:grad" in bad.stdout and "counterexample" in bad.stdout
