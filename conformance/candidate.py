@@ -107,6 +107,14 @@ class CandidateInfo:
             given the global counts, so that gradients all-reduced across
             ranks equal the full batch's (the ``distributed.*`` checks run it
             under torch.distributed).
+        shape_buckets: send it only a few shapes.  The harness then pads
+            every batch it checks with masked rows and columns up to the
+            next power of two (at least 8 x 64) wherever that cannot change
+            the loss, requires the gradient to be exactly 0 on the padding,
+            and compares the rest with the oracle on the unpadded batch
+            (:mod:`conformance.buckets`).  For kernels that compile per
+            shape (jax.jit, torch.compile): fewer compilations, the same
+            checks.
     """
 
     name: str
@@ -127,6 +135,7 @@ class CandidateInfo:
     requires_tau_order: bool = False
     rollout_is_weights: bool = False
     data_parallel: bool = False
+    shape_buckets: bool = False
 
     def __post_init__(self):
         def bad(field_name, value, valid):
@@ -159,6 +168,9 @@ class CandidateInfo:
             bad("profile", self.profile, tuple(PROFILES))
         if self.mask_kind not in MASK_KINDS:
             bad("mask_kind", self.mask_kind, MASK_KINDS)
+        if not isinstance(self.shape_buckets, bool):
+            raise CandidateError(f"candidate {self.name!r}: shape_buckets must be True or False, "
+                                 f"got {self.shape_buckets!r}")
 
     def as_dict(self) -> dict:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
@@ -188,6 +200,9 @@ class Candidate:
             run on ``device`` (e.g. a missing compiler), or None.
         setup: optional ``setup(device)`` run once before the first call on a
             device (e.g. selecting the Triton interpreter).
+        compile_count: optional ``compile_count() -> int``, how many programs
+            the kernel has compiled so far in this process (e.g. dynamo's
+            graphs, a jitted function's cache size); the report shows it.
     """
 
     info: CandidateInfo
@@ -197,6 +212,7 @@ class Candidate:
     requires: tuple[str, ...] = ()
     check: Callable[[str], str | None] | None = None
     setup: Callable[[str], None] | None = None
+    compile_count: Callable[[], int] | None = None
     _ready: set = field(default_factory=set, repr=False)
 
     def __post_init__(self):
@@ -211,6 +227,8 @@ class Candidate:
         if self.grad == "autograd" and self.info.framework == "numpy" and self.info.provides_grad:
             raise CandidateError(f"candidate {self.info.name!r}: numpy has no autograd; use grad='explicit'")
         self.requires = tuple(self.requires) or (self.info.framework,)
+        if self.compile_count is not None and not callable(self.compile_count):
+            raise CandidateError(f"candidate {self.info.name!r}: compile_count is not callable")
 
     @property
     def name(self) -> str:
@@ -246,6 +264,17 @@ class Candidate:
             self.setup(device)
             self._ready.add(device)
 
+    def compilations(self) -> int | None:
+        """What ``compile_count`` says now; None without one, or if it fails
+        or answers anything but an integer >= 0 (the count is for reports)."""
+        if self.compile_count is None:
+            return None
+        try:
+            n = self.compile_count()
+        except Exception:
+            return None
+        return int(n) if isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0 else None
+
     def with_info(self, **changes) -> "Candidate":
         """A copy with some claims changed (e.g. a different name or profile)."""
         return replace(self, info=replace(self.info, **changes), _ready=set())
@@ -272,7 +301,10 @@ class Output:
     """A candidate's results, converted to float64 NumPy by its driver.
 
     ``inputs`` holds the inputs exactly as the candidate saw them (after
-    rounding to its dtype), for the oracle to evaluate on.
+    rounding to its dtype), for the oracle to evaluate on; with shape
+    buckets, without the harness's padding.  ``padding_grad`` is the number
+    of padded positions where the gradient was not exactly 0, and the first
+    such value (``conformance.buckets``).
     """
 
     loss: float
@@ -284,3 +316,4 @@ class Output:
     grad_dtype: str | None = None
     loss_dtype: str | None = None
     modified_inputs: tuple[str, ...] = ()
+    padding_grad: tuple[int, float] = (0, 0.0)

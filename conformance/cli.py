@@ -172,6 +172,9 @@ class _InProcess:
         p = BENCH_PROFILES[name]
         return bench(self.candidate, shapes=p.shapes, dtypes=dtypes, device=args.device, profile=p, seed=args.seed)
 
+    def compilations(self):
+        return self.candidate.compilations()
+
     def close(self):
         pass
 
@@ -193,6 +196,9 @@ class _Isolated:
 
     def bench(self, name, dtypes, args):
         return self.session.bench(name, dtypes, args.timeout)
+
+    def compilations(self):
+        return self.session.compilations()
 
     def close(self):
         self.session.close()
@@ -251,12 +257,13 @@ def _run_one(spec, args, report_dir: Path, command: str, *, quiet: bool) -> tupl
         throughput = _throughput_section(runner, args, quiet=quiet)
     finally:
         runner.close()
+    compilations = runner.compilations()
     report_path = str(report_dir / "report.json")
     report = build_report(cand, spec if isinstance(spec, str) else cand.name, records, profile=args.profile,
                           seed=args.seed, device=args.device, dtypes=args.dtype or cand.info.dtypes,
                           modes=args.mode or cand.info.loss_agg_modes, checks=args.check,
                           duration_s=time.perf_counter() - start, command=command, report_path=report_path,
-                          throughput=throughput)
+                          throughput=throughput, compilations=compilations)
     write_reports(report, report_dir, Path(args.junit) if args.junit else None)
     code = EXIT_OK if report["verdict"] == "conformant" else EXIT_NONCONFORMANT
     return code, report, ""
@@ -373,12 +380,12 @@ def _cmd_bench(args) -> int:
         profile = replace(profile, rounds=args.rounds)
     if args.all and args.candidates:
         raise UsageError("give candidates or --all, not both")
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None and not json_path.parent.is_dir():  # before minutes of timing, not after
+        raise UsageError(f"cannot write {json_path}: directory {json_path.parent} does not exist")
     if args.oracle:
         for B_, T_ in shapes:
-            o = B.oracle_speed(B_, T_, rounds=args.rounds or 40, seed=args.seed)
-            print(f"oracle {B_}x{T_} float64 loss + gradient: {render.format_seconds(o['oracle']['median_s'])} = "
-                  f"{o['ratio']:.1f}x one np.exp pass ({render.format_seconds(o['exp']['median_s'])}); medians of "
-                  f"{o['rounds']} interleaved rounds")
+            print(render.render_oracle_speed(B.oracle_speed(B_, T_, rounds=args.rounds or 40, seed=args.seed)))
         if not (args.candidates or args.all):
             return EXIT_OK
     specs = [r.name for r in registered_candidates()] if args.all else list(args.candidates)
@@ -411,12 +418,9 @@ def _cmd_bench(args) -> int:
         if any(r["status"] in ("invalid", "error") for r in section["rows"]):
             code = max(code, EXIT_NONCONFORMANT)
         results.append({"candidate": {"spec": spec, **cand.info.as_dict()}, "throughput": section})
-    if args.json:
-        path = Path(args.json)
-        if path.parent and not path.parent.is_dir():
-            raise UsageError(f"cannot write {path}: directory {path.parent} does not exist")
-        atomic_write(path, dumps(bench_document(results, device=args.device, command=_command_line(args.argv))))
-        print(f"wrote {path}")
+    if json_path is not None:
+        atomic_write(json_path, dumps(bench_document(results, device=args.device, command=_command_line(args.argv))))
+        print(f"wrote {json_path}")
     return code
 
 
@@ -505,7 +509,9 @@ def _cmd_diff(args) -> int:
         old, new = load_report(args.old), load_report(args.new)
     except ReportError as exc:
         raise UsageError(str(exc)) from None
-    d = render.diff_reports(old, new, slower_threshold=args.fail_slower)
+    if args.include_noisy and args.fail_slower is None:
+        raise UsageError("--include-noisy only applies with --fail-slower")
+    d = render.diff_reports(old, new, slower_threshold=args.fail_slower, include_noisy=args.include_noisy)
     print(render.render_diff(d))
     return EXIT_NONCONFORMANT if d["regression"] else EXIT_OK
 
@@ -554,7 +560,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .bench import BENCH_PROFILES
+    from .bench import BENCH_PROFILES, NOISY_SPREAD
     from .checks import SUITE_PROFILES
     from .isolate import DEFAULT_GROUP_TIMEOUT_S
 
@@ -612,7 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--rounds", type=int, help="timed calls per contender and shape")
     p.add_argument("--no-baseline", action="store_true", help="do not time torch-eager alongside")
-    p.add_argument("--oracle", action="store_true", help="time the float64 oracle against one np.exp pass")
+    p.add_argument("--oracle", action="store_true",
+                   help="time the float64 oracle, default and reproducible, against one np.exp pass")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=_cmd_bench)
@@ -636,7 +643,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("old")
     p.add_argument("new")
     p.add_argument("--fail-slower", type=float, metavar="PCT",
-                   help="also a regression: a throughput median more than PCT %% slower")
+                   help="also a regression: a throughput median more than PCT %% slower (rows noisy in either "
+                        "report are not judged)")
+    p.add_argument("--include-noisy", action="store_true",
+                   help="with --fail-slower: judge noisy rows too (IQR over "
+                        f"{100 * NOISY_SPREAD:.0f}%% of a median; README, \"Throughput\")")
     p.set_defaults(func=_cmd_diff)
     return parser
 

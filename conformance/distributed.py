@@ -127,9 +127,17 @@ def run_sharded(candidate: Candidate, batch: Batch, dtype: str, options: CallOpt
     if candidate.info.framework != "torch":
         raise CandidateError("the data-parallel check runs torch candidates")
     # one call here first: it compiles what the candidate compiles (torch.compile,
-    # Triton), and the forked ranks inherit that instead of each compiling anew
-    get_driver(candidate.info.framework).evaluate(candidate, _take(batch, _rows(batch.shape[0], 0, world_size)[:1]),
-                                                  dtype, "cpu", options)
+    # Triton), and the forked ranks inherit that instead of each compiling anew.
+    # With one intra-op thread, as in the ranks: dynamo guards on the thread count
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        get_driver(candidate.info.framework).evaluate(
+            candidate, _take(batch, _rows(batch.shape[0], 0, world_size)[:1]), dtype, "cpu", options)
+    finally:
+        torch.set_num_threads(threads)
     ctx = mp.get_context("fork")
     with tempfile.TemporaryDirectory(prefix="sapo-dist-") as tmp:
         store = os.path.join(tmp, "store")

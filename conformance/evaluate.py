@@ -131,9 +131,14 @@ def compare(candidate: Candidate, out: Output, ref: sapo_ref.SAPOResult) -> tupl
                                f"gradient is {out.grad_dtype}, logprob is {out.dtype}"))
         masked = out.grad[~mask]
         nonzero = np.flatnonzero(masked != 0)
-        comps.append(tol.exact("grad-masked-zero", nonzero.size == 0,
-                               f"{nonzero.size} masked positions have a non-zero gradient "
-                               f"(first {masked[nonzero[0]] if nonzero.size else 0!r})"))
+        on_padding, first_on_padding = out.padding_grad  # shape buckets: the harness's masked padding
+        problems = []
+        if nonzero.size:
+            problems.append(f"{nonzero.size} masked positions have a non-zero gradient (first {masked[nonzero[0]]!r})")
+        if on_padding:
+            problems.append(f"{on_padding} positions of the masked padding added for shape buckets have a "
+                            f"non-zero gradient (first {first_on_padding!r})")
+        comps.append(tol.exact("grad-masked-zero", not problems, "; ".join(problems)))
     count = n + ref.semantics.token_count_eps
     for name in info.metrics:
         if name not in out.metrics:

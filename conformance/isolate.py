@@ -146,14 +146,15 @@ def _worker_main(conn, spec: str, device: str, profile: str, seed: int, memory_l
         if msg["type"] == "unit":
             unit = Unit(by_name[msg["check"]], msg["dtype"], msg["mode"])
             records = run_units(cand, [unit], device=device, profile=profile, seed=seed)
-            _send(conn, {"type": "records", "records": [encode_record(r) for r in records]})
+            _send(conn, {"type": "records", "records": [encode_record(r) for r in records],
+                         "compilations": cand.compilations()})
         elif msg["type"] == "bench":
             from .bench import BENCH_PROFILES, bench
 
             p = BENCH_PROFILES[msg["profile"]]
             try:
                 section = bench(cand, shapes=p.shapes, dtypes=msg["dtypes"], device=device, profile=p, seed=seed)
-                _send(conn, {"type": "bench", "section": section})
+                _send(conn, {"type": "bench", "section": section, "compilations": cand.compilations()})
             except CandidateError as exc:
                 _send(conn, {"type": "bench-error", "message": str(exc)})
 
@@ -238,6 +239,10 @@ class Session:
     available: bool = False
     reason: str = ""
     worker: Worker | None = None
+    #: the candidate's compile count (``Candidate.compile_count``): summed over
+    #: the workers that have ended, and the current worker's latest answer
+    compiled_before: int | None = None
+    compiled_now: int | None = None
 
     def start(self) -> None:
         """Start a worker and wait for it to load the candidate.  Raises
@@ -262,6 +267,20 @@ class Session:
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
+        if self.compiled_now is not None:
+            self.compiled_before = (self.compiled_before or 0) + self.compiled_now
+            self.compiled_now = None
+
+    def compilations(self) -> int | None:
+        """The candidate's compilations in every worker so far (None: it does not count them)."""
+        if self.compiled_now is None:
+            return self.compiled_before
+        return (self.compiled_before or 0) + self.compiled_now
+
+    def _note_compilations(self, msg: dict) -> None:
+        n = msg.get("compilations")
+        if isinstance(n, int) and not isinstance(n, bool) and n >= 0:
+            self.compiled_now = n
 
     def _ensure(self) -> Worker:
         if self.worker is None:
@@ -321,6 +340,7 @@ class Session:
                                    f"{self.group_timeout_s:g} s (the candidate hung?); its process was "
                                    f"killed")], "timeout"
             return [lost(unit, f"the candidate's process {exc} during {unit.id}")], "crash"
+        self._note_compilations(msg)
         return [decode_record(r) for r in msg["records"]], None
 
     def bench(self, profile: str, dtypes: list, timeout_s: float) -> dict:
@@ -337,4 +357,5 @@ class Session:
             return empty_section(self.device, f"not measured: the candidate's process {exc}")
         if msg["type"] == "bench-error":
             return empty_section(self.device, f"not measured: {msg['message']}")
+        self._note_compilations(msg)
         return msg["section"]

@@ -13,6 +13,7 @@ import math
 from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
 
+from . import bench
 from .report import _from_num
 
 
@@ -56,6 +57,16 @@ def failures_by_check(report: dict) -> list[tuple[dict, list[str]]]:
     return [(recs[0], [r["id"] for r in recs[1:]]) for recs in groups.values()]
 
 
+def compilation_text(candidate: dict) -> str | None:
+    """"compilations: N" and whether shape buckets were used, for a report's
+    candidate section; None when the candidate says neither."""
+    n, buckets = candidate.get("compilations"), candidate.get("shape_buckets")
+    if n is None and not buckets:
+        return None
+    text = f"compilations: {n if n is not None else 'not reported'}"
+    return text + ("; shape buckets used" if buckets else "; no shape buckets")
+
+
 def terminal_summary(report: dict) -> str:
     rows = [("GROUP", "PASS", "FAIL", "ERROR", "WORST ERROR / BOUND")]
     for g in group_summary(report):
@@ -66,6 +77,8 @@ def terminal_summary(report: dict) -> str:
     cand = report["candidate"]
     if report.get("throughput"):
         lines.append(render_throughput_text(cand["name"], report["throughput"]))
+    if compilation_text(cand):
+        lines.append(f"{cand['name']}: {compilation_text(cand)}")
     lines.append(f"{cand['name']}: {report['verdict'].upper()} -- {s['pass']} passed, {s['fail']} failed, "
                  f"{s['error']} errors of {s['total']} checks in {report['duration_s']:.1f} s")
     for rec, others in failures_by_check(report):
@@ -107,35 +120,56 @@ def format_seconds(s: float | None) -> str:
     return f"{s * 1e6:.3g} us"
 
 
+def format_ratio(value: float, low: float, high: float, *, percent: bool = False) -> str:
+    """A ratio with its range: "2.87x (2.5-3.1x)", or "12.3% (11-13.5%)"."""
+    scale, unit = (100, "%") if percent else (1, "x")
+    return f"{scale * value:.3g}{unit} ({scale * low:.3g}-{scale * high:.3g}{unit})"
+
+
+def noise_note(row: dict, baseline: str) -> str:
+    """"NOISY: ..." naming the timings that spread too widely, or ""."""
+    if not bench.is_noisy(row):
+        return ""
+    wide = bench.wide_spread(row)
+    names = {"baseline": baseline}
+    what = ", ".join(f"{names.get(k, k)} IQR {100 * v:.3g}%" for k, v in wide.items())
+    return f"NOISY: {what} of median" if what else "NOISY"
+
+
 def throughput_header(section: dict) -> tuple[str, ...]:
-    return ("shape", "dtype", "median", "tokens/s", "bytes/s", "roofline", f"vs {section['baseline']}",
-            "first call (compile)")
+    return ("shape", "dtype", "median", "IQR", "tokens/s", "bytes/s", "roofline", f"vs {section['baseline']}",
+            "first call (compile)", "notes")
 
 
 def throughput_rows(section: dict) -> list[tuple[str, ...]]:
     """The throughput table as text cells (terminal, Markdown and HTML)."""
     out = []
+    width = len(throughput_header(section))
     for r in section["rows"]:
         shape = f"{r['shape'][0]}x{r['shape'][1]}"
         if r["status"] in ("correctness-only", "error"):
-            out.append((shape, r["dtype"], r["status"], str(r.get("reason", "")), "", "", "", ""))
+            out.append((shape, r["dtype"], r["status"], str(r.get("reason", ""))) + ("",) * (width - 4))
             continue
-        sp = r.get("speedup_vs_baseline")
-        first = r["candidate"].get("first_call_s")
-        cells = (shape, r["dtype"], format_seconds(r["candidate"]["median_s"]), _si(r["tokens_per_s"], "tok/s"),
-                 _si(r["bytes_per_s"], "B/s"), f"{100 * r['roofline_fraction']:.0f}%",
-                 "n/a" if sp is None else f"{sp:.2f}x", format_seconds(first))
+        cand = r["candidate"]
+        ratios = bench.row_ratios(r)
+        sp = ratios["speedup"]
+        notes = [noise_note(r, section["baseline"])]
         if r["status"] == "invalid":
-            cells = cells[:-1] + (f"{cells[-1]}  INVALID: {r.get('reason', '')}",)
-        out.append(cells)
+            notes.append(f"INVALID: {r.get('reason', '')}")
+        out.append((shape, r["dtype"], format_seconds(cand["median_s"]), format_seconds(cand["q3_s"] - cand["q1_s"]),
+                    _si(r["tokens_per_s"], "tok/s"), _si(r["bytes_per_s"], "B/s"),
+                    format_ratio(*ratios["roofline"], percent=True), "n/a" if sp is None else format_ratio(*sp),
+                    format_seconds(cand.get("first_call_s")), "; ".join(n for n in notes if n)))
     return out
 
 
 def _throughput_intro(section: dict) -> str:
-    return (f"device {section['device']}, {section['timer']}, median of {section['rounds']} interleaved calls "
-            f"after {section['warmup']} warm-up calls; roofline = a plain copy of the bytes the loss must move "
-            f"(read logprob, old_logprob, advantages, mask; write the gradient), timed in the same run; "
-            f"speedup over {section['baseline']} in the same run")
+    return (f"device {section['device']}, {section['timer']}, median and interquartile range (IQR) of "
+            f"{section['rounds']} interleaved calls after {section['warmup']} warm-up calls; roofline = a plain "
+            f"copy of the bytes the loss must move (read logprob, old_logprob, advantages, mask; write the "
+            f"gradient), timed in the same run; speedup over {section['baseline']} in the same run; each ratio "
+            f"is of medians, with the range its quartiles give (q1/q3 to q3/q1); "
+            f"{bench.noisy_rule('the candidate, the copy or the baseline')}")
 
 
 def render_throughput_text(name: str, section: dict) -> str:
@@ -149,7 +183,30 @@ def render_throughput_text(name: str, section: dict) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
     lines = [f"{name} ({_throughput_intro(section)})"]
     for r in table:
-        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+        lines.append(("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1]).rstrip())
+    return "\n".join(lines)
+
+
+def render_oracle_speed(o: dict) -> str:
+    """What ``bench --oracle`` prints: each contender's median and IQR, and
+    each oracle's ratio to one np.exp pass with its range."""
+    labels = {"exp": "one np.exp pass", "oracle": "oracle (default)", "reproducible": "oracle (reproducible=True)"}
+    B, T = o["shape"]
+    lines = [f"oracle {B}x{T} float64 loss + gradient ({o['loss_agg_mode']}) against one np.exp pass over the "
+             f"same array: median and IQR of {o['rounds']} interleaved rounds; ratio of medians with the range its "
+             f"quartiles give; {bench.noisy_rule('an oracle or np.exp')}"]
+    rows = []
+    for name, t in o["timings"].items():
+        ratio = o["ratios"].get(name)
+        cells = [labels.get(name, name), format_seconds(t["median_s"]), f"IQR {format_seconds(t['q3_s'] - t['q1_s'])}",
+                 "" if ratio is None else f"{format_ratio(ratio['value'], *ratio['range'])} one np.exp pass"]
+        if ratio and ratio["noisy"]:
+            cells.append("NOISY: " + ", ".join(f"{labels.get(k, k)} IQR {100 * v:.3g}%" for k, v in
+                                               ratio["wide"].items()) + " of median")
+        rows.append(cells)
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines += [("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + "  ".join(r[4:])).rstrip()
+              for r in rows]
     return "\n".join(lines)
 
 
@@ -165,28 +222,30 @@ def _throughput_markdown(section: dict | None) -> list[str]:
     return out
 
 
-_SERIES = (("candidate", "#4a78c2", ""), ("baseline", "#e08a1e", ""), ("roofline", "#666", ' stroke-dasharray="4"'))
+_SERIES = (("candidate", "#4a78c2", ""), ("baseline", "#e08a1e", ""), ("copy", "#666", ' stroke-dasharray="4"'))
 
 
 def _throughput_svg(section: dict, dtype: str, name: str, width=460, height=240) -> str:
     """Tokens/s against tokens (log-log): the candidate, the baseline and the
-    copy roofline converted to tokens/s."""
+    copy roofline converted to tokens/s, each point with a bar spanning its
+    quartiles."""
     rows = [r for r in section["rows"] if r["dtype"] == dtype and r["status"] in ("ok", "invalid")]
-    series: dict[str, list[tuple[float, float]]] = {k: [] for k, _, _ in _SERIES}
+    # per series: (log tokens, log tokens/s at the median, at q3, at q1)
+    series: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k, _, _ in _SERIES}
     for r in sorted(rows, key=lambda r: r["tokens"]):
         t = r["tokens"]
-        series["candidate"].append((t, r["tokens_per_s"]))
-        if r.get("baseline"):
-            series["baseline"].append((t, t / r["baseline"]["median_s"]))
-        series["roofline"].append((t, r["roofline_bytes_per_s"] * t / r["bytes"]))
-    for key in series:  # only what a log scale can place (a validated row can still overflow here)
-        series[key] = [p for p in series[key] if 0 < p[0] < math.inf and 0 < p[1] < math.inf]
+        for key in series:
+            timing = r.get(key)
+            if not timing:
+                continue
+            pt = (t, t / timing["median_s"], t / timing["q3_s"], t / timing["q1_s"])
+            if all(0 < v < math.inf for v in pt):  # only what a log scale can place
+                series[key].append(tuple(math.log10(v) for v in pt))
     pts = [p for v in series.values() for p in v]
     if not pts:
         return ""
-    logs = {k: [(math.log10(x), math.log10(y)) for x, y in v] for k, v in series.items()}
-    xs = [p[0] for v in logs.values() for p in v]
-    ys = [p[1] for v in logs.values() for p in v]
+    xs = [p[0] for p in pts]
+    ys = [y for p in pts for y in p[1:]]
     xlo, xhi = min(xs) - 0.1, max(xs) + 0.1
     ylo, yhi = math.floor(min(ys)), math.ceil(max(ys))
     pad, ph, pw = 45, height - 70, width - 60
@@ -197,19 +256,20 @@ def _throughput_svg(section: dict, dtype: str, name: str, width=460, height=240)
     def sy(ly):
         return 20 + ph - (ly - ylo) / ((yhi - ylo) or 1) * ph
 
+    labels = {"candidate": name, "baseline": section["baseline"], "copy": "copy roofline"}
     parts = []
     for key, color, dash in _SERIES:
-        v = logs[key]
+        v = series[key]
         if not v:
             continue
-        label = {"candidate": name, "baseline": section["baseline"], "roofline": "copy roofline"}[key]
-        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in v)
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y, _, _ in v)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}>'
-                     f"<title>{_e(label)}</title></polyline>")
-        parts += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>' for x, y in v]
+                     f"<title>{_e(labels[key])}</title></polyline>")
+        parts += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>'
+                  f'<line x1="{sx(x):.1f}" y1="{sy(lo):.1f}" x2="{sx(x):.1f}" y2="{sy(hi):.1f}" stroke="{color}"/>'
+                  for x, y, lo, hi in v]
     legend = "".join(
-        f'<text x="{pad + 150 * i}" y="{height - 26}" font-size="10" fill="{color}">— '
-        f'{_e({"candidate": name, "baseline": section["baseline"], "roofline": "copy roofline"}[key])}</text>'
+        f'<text x="{pad + 150 * i}" y="{height - 26}" font-size="10" fill="{color}">— {_e(labels[key])}</text>'
         for i, (key, color, _) in enumerate(_SERIES) if series[key])
     ystep = max(1, math.ceil((yhi - ylo) / 10))  # at most about ten labelled decades per axis
     xstep = max(1, math.ceil((xhi - xlo) / 10))
@@ -217,7 +277,7 @@ def _throughput_svg(section: dict, dtype: str, name: str, width=460, height=240)
                     for k in range(int(ylo), int(yhi) + 1, ystep))
     ticks += "".join(f'<text x="{sx(k) - 8:.1f}" y="{height - 38}" font-size="9">1e{k}</text>'
                      for k in range(math.ceil(xlo), math.floor(xhi) + 1, xstep))
-    title = f"{dtype}: tokens/s against tokens per batch (log-log)"
+    title = f"{dtype}: tokens/s against tokens per batch (log-log; bars: quartiles)"
     return (f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" role="img">'
             f'<title>{_e(title)}</title><text x="{pad}" y="14" font-size="11">{_e(title)}</text>{ticks}'
             + "".join(parts) + legend
@@ -255,6 +315,7 @@ def render_markdown(report: dict) -> str:
         f"{', version ' + _md(c['version']) if c.get('version') else ''}) |",
         f"| claims | profile `{_md(c['profile'])}`; dtypes {_md(', '.join(c['dtypes']))}; modes "
         f"{_md(', '.join(c['loss_agg_modes']))} |",
+        *([f"| compilation | {_md(compilation_text(c))} |"] if compilation_text(c) else []),
         f"| run | profile `{_md(run['profile'])}`, seed {run['seed']}, device {_md(run['device'])}, "
         f"{report['duration_s']:.1f} s |",
         f"| harness | {_md(report['harness']['version'])} (oracle {_md(report['harness']['oracle_version'])}) |",
@@ -454,6 +515,7 @@ def render_html(report: dict) -> str:
 {_e(c.get("version") or "")}) — {_e(c.get("description") or "")}</td></tr>
 <tr><th>claims</th><td>profile <code>{_e(c["profile"])}</code>; dtypes {_e(", ".join(c["dtypes"]))};
 modes {_e(", ".join(c["loss_agg_modes"]))}; devices {_e(", ".join(c["devices"]))}</td></tr>
+{f"<tr><th>compilation</th><td>{_e(compilation_text(c))}</td></tr>" if compilation_text(c) else ""}
 <tr><th>run</th><td>profile <code>{_e(run["profile"])}</code>, seed {_e(run["seed"])}, device {_e(run["device"])},
 {report["duration_s"]:.1f} s, <code>{_e(report["command"])}</code></td></tr>
 <tr><th>harness</th><td>{_e(report["harness"]["version"])} (oracle {_e(report["harness"]["oracle_version"])})</td></tr>
@@ -575,23 +637,33 @@ def _throughput_by_key(report: dict) -> dict:
 
 
 def throughput_changes(old: dict, new: dict) -> list[dict]:
-    """Per shape x dtype timed in both: old and new medians, their ratio,
-    and the roofline fractions (which survive a change of machine better)."""
+    """Per shape x dtype timed in both: old and new medians, their ratio as a
+    change with the range the two runs' quartiles give, the roofline
+    fractions (which survive a change of machine better) with theirs, and
+    which of the two reports marks the row noisy."""
     olds, news = _throughput_by_key(old), _throughput_by_key(new)
     out = []
     for key in sorted(set(olds) & set(news), key=lambda k: (k[1], olds[k]["tokens"])):
         o, n = olds[key], news[key]
         om, nm = o["candidate"]["median_s"], n["candidate"]["median_s"]
+        lo, hi = bench.ratio_range(n["candidate"], o["candidate"])
         out.append({"shape": key[0], "dtype": key[1], "old_median_s": om, "new_median_s": nm,
-                    "change": nm / om - 1.0, "old_roofline": o["roofline_fraction"],
-                    "new_roofline": n["roofline_fraction"]})
+                    "change": nm / om - 1.0, "change_range": [lo - 1.0, hi - 1.0],
+                    "old_roofline": o["roofline_fraction"], "new_roofline": n["roofline_fraction"],
+                    "old_roofline_range": bench.row_ratios(o)["roofline"][1:],
+                    "new_roofline_range": bench.row_ratios(n)["roofline"][1:],
+                    "noisy": {which: noise_note(r, rep["throughput"]["baseline"])
+                              for which, r, rep in (("old", o, old), ("new", n, new)) if bench.is_noisy(r)}})
     return out
 
 
-def diff_reports(old: dict, new: dict, *, slower_threshold: float | None = None) -> dict:
+def diff_reports(old: dict, new: dict, *, slower_threshold: float | None = None,
+                 include_noisy: bool = False) -> dict:
     """What changed.  A regression: a new failure, an error that grew
     markedly, or (only when ``slower_threshold`` is given, in percent) a
-    throughput median that got slower by more than that."""
+    throughput median that got slower by more than that.  Rows noisy in
+    either report are not judged (listed in ``ignored_noisy``) unless
+    ``include_noisy``."""
     olds = {r["id"]: r for r in old["checks"]}
     news = {r["id"]: r for r in new["checks"]}
     bad = ("fail", "error")
@@ -613,8 +685,11 @@ def diff_reports(old: dict, new: dict, *, slower_threshold: float | None = None)
     out["removed"] = sorted(set(olds) - set(news))
     out["throughput"] = throughput_changes(old, new)
     out["slower_threshold"] = slower_threshold
+    out["include_noisy"] = include_noisy
+    skip_noisy = slower_threshold is not None and not include_noisy
+    out["ignored_noisy"] = [t for t in out["throughput"] if skip_noisy and t["noisy"]]
     out["slower"] = [] if slower_threshold is None else [
-        t for t in out["throughput"] if t["change"] * 100 > slower_threshold]
+        t for t in out["throughput"] if t["change"] * 100 > slower_threshold and not (skip_noisy and t["noisy"])]
     out["same_machine"] = (old.get("environment", {}).get("platform") == new.get("environment", {}).get("platform")
                            and old.get("environment", {}).get("devices") == new.get("environment", {}).get("devices"))
     out["regression"] = bool(out["new_failures"] or out["error_growth"] or out["slower"])
@@ -634,12 +709,19 @@ def render_diff(d: dict) -> str:
         lines += [f"  {g['id']}: {g['old']:.3g} -> {g['new']:.3g} (bound {g['bound']:g})" for g in d["error_growth"]]
     if d["throughput"]:
         note = "" if d["same_machine"] else " (different machines: compare the roofline fractions)"
-        lines.append(f"throughput (median per call, old -> new){note}:")
+        lines.append(f"throughput (median per call, old -> new; ranges from the quartiles){note}:")
         slower = {(t["shape"], t["dtype"]) for t in d["slower"]}
         for t in d["throughput"]:
-            flag = f"  SLOWER than the {d['slower_threshold']:g}% allowed" if (t["shape"], t["dtype"]) in slower else ""
+            flags = [f"{which}: {what}" for which, what in t["noisy"].items()]
+            if (t["shape"], t["dtype"]) in slower:
+                flags.append(f"SLOWER than the {d['slower_threshold']:g}% allowed")
+            lo, hi = t["change_range"]
+            roofs = [format_ratio(t[f"{w}_roofline"], *t[f"{w}_roofline_range"], percent=True) for w in ("old", "new")]
             lines.append(f"  {t['shape']} {t['dtype']}: {format_seconds(t['old_median_s'])} -> "
-                         f"{format_seconds(t['new_median_s'])} ({100 * t['change']:+.1f}%), roofline "
-                         f"{100 * t['old_roofline']:.0f}% -> {100 * t['new_roofline']:.0f}%{flag}")
+                         f"{format_seconds(t['new_median_s'])} ({100 * t['change']:+.1f}%, range {100 * lo:+.1f}% "
+                         f"to {100 * hi:+.1f}%), roofline {roofs[0]} -> {roofs[1]}" + "".join(f"  {f}" for f in flags))
+    if d["ignored_noisy"]:
+        lines.append(f"ignored as noisy by --fail-slower (noisy in either report; --include-noisy judges them): "
+                     + ", ".join(f"{t['shape']} {t['dtype']}" for t in d["ignored_noisy"]))
     lines.append("REGRESSION" if d["regression"] else "no regression")
     return "\n".join(lines)

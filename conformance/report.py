@@ -7,7 +7,8 @@ Schema ``sapo-conformance.report`` version 1 (README, "Report format"):
       "run_id": str, "created": ISO-8601 UTC, "duration_s": float, "command": str,
       "harness": {"version": str, "oracle_version": str},
       "environment": {"python": str, "platform": str, "packages": {name: version}, "devices": [str]},
-      "candidate": {"spec": str, ...CandidateInfo fields...},
+      "candidate": {"spec": str, ...CandidateInfo fields (shape_buckets among them)...,
+                    "compilations": int | null},
       "run": {"profile": str, "seed": int, "device": str, "dtypes": [str], "loss_agg_modes": [str],
               "checks": [glob]},
       "verdict": "conformant" | "non-conformant",
@@ -27,9 +28,12 @@ and each record:
                                "layout": str | null, "case": str | null},
      "reproduce": str | null}
 
-and "samples": {check: {"log_ratio": [float], "error": [float]}} holds, per
-elementwise check (e.g. "random:grad"), up to 400 tokens' errors in units of
-their tolerance scale with their log-ratios, for the plots.
+"candidate.compilations" is how many programs the candidate compiled during
+the run (``Candidate.compile_count``, summed over its worker processes; null
+when it does not say).  "samples": {check: {"log_ratio": [float], "error":
+[float]}} holds, per elementwise check (e.g. "random:grad"), up to 400
+tokens' errors in units of their tolerance scale with their log-ratios, for
+the plots.
 
 Floats are JSON numbers except NaN and +-inf, written as the strings "nan",
 "inf" and "-inf" (the file is strict JSON).  ``max_error`` is in units of the
@@ -246,7 +250,7 @@ def summarize(records: list) -> dict:
 
 def build_report(candidate: Candidate, spec: str, records: list[Record], *, profile: str, seed: int, device: str,
                  dtypes, modes, checks, duration_s: float, command: str, report_path: str = "report.json",
-                 throughput: dict | None = None) -> dict:
+                 throughput: dict | None = None, compilations: int | None = None) -> dict:
     recs = [record_to_json(r, report_path) for r in records]
     summary = summarize(recs)
     verdict = "conformant" if summary["fail"] == 0 and summary["error"] == 0 and summary["pass"] > 0 \
@@ -260,7 +264,7 @@ def build_report(candidate: Candidate, spec: str, records: list[Record], *, prof
         "command": command,
         "harness": {"version": __version__, "oracle_version": ORACLE_VERSION},
         "environment": environment(device),
-        "candidate": {"spec": spec, **candidate.info.as_dict()},
+        "candidate": {"spec": spec, **candidate.info.as_dict(), "compilations": compilations},
         "run": {"profile": profile, "seed": seed, "device": device, "dtypes": list(dtypes),
                 "loss_agg_modes": list(modes), "checks": list(checks or ["*"])},
         "verdict": verdict,
@@ -350,15 +354,21 @@ NUM = "number"  # any, "nan"/"inf" included (errors can be)
 NONNEG = "finite number >= 0"
 POSITIVE = "finite number > 0"
 _STRS = ("list", str)
-_TIMING = {"median_s": POSITIVE, "q1_s": POSITIVE, "q3_s": POSITIVE, "min_s": POSITIVE, "rounds": int,
-           "first_call_s": (POSITIVE, None)}
+_TIMING = {"median_s": POSITIVE, "q1_s": POSITIVE, "q3_s": POSITIVE, "iqr_s?": NONNEG, "min_s": POSITIVE,
+           "rounds": int, "first_call_s": (POSITIVE, None)}
+_RANGE = ("list", POSITIVE)  # [low, high]
 _THROUGHPUT_ROW = {
     "shape": ("list", int), "tokens": int, "dtype": str, "device": str,
     "status": ("enum", "ok", "invalid", "correctness-only", "error"), "reason": str, "flags": _STRS,
     "bytes?": POSITIVE, "candidate?": _TIMING, "copy?": _TIMING, "baseline?": (_TIMING, None),
     "tokens_per_s?": POSITIVE, "bytes_per_s?": POSITIVE, "roofline_bytes_per_s?": POSITIVE,
     "roofline_fraction?": POSITIVE, "speedup_vs_baseline?": (POSITIVE, None),
+    # added later (a report without them reads its spread from the quartiles)
+    "roofline_range?": _RANGE, "speedup_range?": (_RANGE, None), "noisy?": bool,
 }
+#: what every timed row ("ok" or "invalid") has
+_TIMED_KEYS = ("bytes", "candidate", "copy", "baseline", "tokens_per_s", "bytes_per_s", "roofline_bytes_per_s",
+               "roofline_fraction", "speedup_vs_baseline")
 _RECORD = {
     "id": str, "check": str, "group": str, "title": str,
     "params": {"dtype": str, "loss_agg_mode": (str, None), "device": str},
@@ -371,7 +381,7 @@ REPORT_SPEC = {
     "environment": {"python": str, "platform": str, "packages": ("map", str), "devices": _STRS},
     "candidate": {"spec": str, "name": str, "framework": str, "framework_version": str, "version?": str,
                   "description?": str, "profile": str, "dtypes": _STRS, "loss_agg_modes": _STRS,
-                  "devices": _STRS},
+                  "devices": _STRS, "shape_buckets?": bool, "compilations?": (int, None)},
     "run": {"profile": str, "seed": int, "device": str, "dtypes": _STRS, "loss_agg_modes": _STRS,
             "checks": _STRS},
     "verdict": ("enum", "conformant", "non-conformant"),
@@ -451,9 +461,11 @@ def validate(data) -> str | None:
         return f"malformed report: {problem}"
     for row in (data.get("throughput") or {}).get("rows", []):
         if row["status"] in ("ok", "invalid"):
-            missing = [k.rstrip("?") for k in _THROUGHPUT_ROW if k.endswith("?") and k.rstrip("?") not in row]
+            missing = [k for k in _TIMED_KEYS if k not in row]
             if missing:
                 return f"malformed report: throughput row {row['shape']} lacks {', '.join(missing)}"
+        if any(len(row.get(k) or [0, 0]) != 2 for k in ("roofline_range", "speedup_range")):
+            return f"malformed report: throughput row {row['shape']}: a ratio range is not [low, high]"
         if len(row["shape"]) != 2 or row["tokens"] <= 0:
             return "malformed report: a throughput shape is not [B, T] with B*T > 0"
     return None

@@ -10,4 +10,11 @@ cd "$root"
 if ! command -v nvidia-smi >/dev/null 2>&1; then export TRITON_INTERPRET=1; fi
 # every framework is installed by bootstrap: a candidate that cannot run is a failure, not a skip
 export SAPO_REQUIRE_ALL_CANDIDATES=1
-exec "${SAPO_VENV:-$root/.venv}/bin/python" -m pytest "$@"
+# Both cores (up to four): pytest-xdist workers, work-stealing so that the
+# long tests (marked slow, scheduled first by tests/conftest.py) do not leave
+# one worker idle at the end.  SAPO_TEST_WORKERS=0 runs in one process.
+workers="${SAPO_TEST_WORKERS:-$(nproc 2>/dev/null || echo 1)}"
+if [ "$workers" -gt 4 ]; then workers=4; fi
+parallel=()
+if [ "$workers" -gt 1 ]; then parallel=(-n "$workers" --dist worksteal); fi
+exec "${SAPO_VENV:-$root/.venv}/bin/python" -m pytest "${parallel[@]}" "$@"

@@ -8,6 +8,7 @@ Hypothesis profiles (select with HYPOTHESIS_PROFILE, or CI=true for "ci"):
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -122,6 +123,50 @@ def pytest_runtest_makereport(item, call):
         text = str(report.longrepr)
         if len(text) > MAX_FAILURE_CHARS:
             report.longrepr = bounded(text)
+
+
+# -- the summaries under pytest-xdist: each worker sends its tables to the controller
+
+
+def _summary() -> dict:
+    from tests.test_mutants import KILL_TABLE
+
+    return {"kill": KILL_TABLE, "count": TALLY.count, "worst": TALLY.worst, "rounding": ROUNDING.rows}
+
+
+def _merge(data: dict) -> None:
+    from tests.test_mutants import KILL_TABLE
+
+    KILL_TABLE.update(data["kill"])
+    TALLY.count += data["count"]
+    for quantity, ulps in data["worst"].items():
+        if ulps > TALLY.worst.get(quantity, -1.0):
+            TALLY.worst[quantity] = ulps
+    ROUNDING.rows.update({k: tuple(v) for k, v in data["rounding"].items()})
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)  # set on an xdist worker only
+    if workeroutput is not None:
+        workeroutput["sapo_summary"] = json.dumps(_summary())
+
+
+class _XdistSummary:
+    def pytest_testnodedown(self, node, error):
+        data = getattr(node, "workeroutput", {}).get("sapo_summary")
+        if data:
+            _merge(json.loads(data))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow first (a stable sort): spread over xdist workers,
+    the long ones start at once instead of holding up the end of the run."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_configure(config):
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistSummary(), "sapo-xdist-summary")
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -35,6 +35,7 @@ def test_mutant_is_reported_by_the_check_meant_to_catch_it(mutant):
 SEED_DEPENDENT = ["random", "invariant.*"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BUILTINS)
 def test_builtins_pass_over_20_seeds(name):
     """The seed-dependent checks (hypothesis batches, invariants) over 20

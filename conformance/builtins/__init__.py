@@ -99,9 +99,10 @@ def _inductor_unavailable(device: str) -> str | None:
 
 
 def torch_compile() -> Candidate:
-    info = _torch_info("torch-compile", "the torch-eager function under torch.compile(dynamic=True)")
+    info = _torch_info("torch-compile", "the torch-eager function under torch.compile(dynamic=True)",
+                       shape_buckets=True)
     return Candidate(info, _lazy("torch_impl", "sapo_torch_compiled"), gate=_lazy("torch_impl", "gate_torch"),
-                     check=_inductor_unavailable)
+                     check=_inductor_unavailable, compile_count=_lazy("torch_impl", "compile_count"))
 
 
 def jax_candidate() -> Candidate:
@@ -113,9 +114,11 @@ def jax_candidate() -> Candidate:
         devices=("cpu", "cuda"),
         dtypes=("float32", "float16", "bfloat16"),
         deterministic=True,
+        shape_buckets=True,
         **COMMON_CLAIMS,
     )
-    return Candidate(info, _lazy("jax_impl", "sapo_jax"), grad="explicit", gate=_lazy("jax_impl", "gate_jax"))
+    return Candidate(info, _lazy("jax_impl", "sapo_jax"), grad="explicit", gate=_lazy("jax_impl", "gate_jax"),
+                     compile_count=_lazy("jax_impl", "compile_count"))
 
 
 def _cuda_available() -> bool:

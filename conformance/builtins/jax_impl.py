@@ -1,15 +1,22 @@
 """``jax``: jax.jit of jax.value_and_grad, with the same stable formulation as
 the torch built-ins (``where`` before arithmetic, the gate as
-(4/tau) exp(log_sigmoid(z)), the exact saturation clamp)."""
+(4/tau) exp(log_sigmoid(z)), the exact saturation clamp).
+
+jit compiles once per input shape and dtype; the candidate claims
+``shape_buckets``, so the harness sends it a few padded shapes only.  The
+aggregation mode, temperatures and counts are traced values, not static
+arguments, so they need no compilation of their own.
+"""
 
 from __future__ import annotations
-
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sapo_ref import LOSS_AGG_MODES
+
+from ..buckets import MIN_COLS, bucket
 from ..candidate import KernelOutput
 from ._common import LOG_RATIO_SATURATION
 
@@ -35,21 +42,23 @@ def _gate_from_z(z, tau):
     return (4.0 / tau) * jnp.exp(jax.nn.log_sigmoid(z))
 
 
-def _row_weights(n, counts, loss_agg_mode):
-    """counts = [global tokens or -1, global sequences or -1, 1/T]."""
+def _row_weights(n, counts, mode):
+    """Per-row weights for the mode ``LOSS_AGG_MODES[mode]`` (a traced
+    index: all four are computed, O(B), and one is selected); counts =
+    [global tokens or -1, global sequences or -1, 1/T]."""
     B = n.shape[0]
-    if loss_agg_mode == "token-mean":
-        N = jnp.where(counts[0] >= 0, counts[0], n.sum())
-        return jnp.broadcast_to(jnp.where(N > 0, 1.0 / jnp.maximum(N, 1), 0.0), (B,))
-    if loss_agg_mode == "seq-mean-token-sum-norm":
-        return jnp.broadcast_to(counts[2], (B,))
+    N = jnp.where(counts[0] >= 0, counts[0], n.sum())
     S = jnp.where(counts[1] >= 0, counts[1], (n > 0).sum().astype(n.dtype))
-    if loss_agg_mode == "seq-mean-token-sum":
-        return jnp.broadcast_to(jnp.where(S > 0, 1.0 / jnp.maximum(S, 1), 0.0), (B,))
-    return jnp.where((n > 0) & (S > 0), 1.0 / (jnp.maximum(S, 1) * jnp.maximum(n, 1)), 0.0)
+    per_mode = {
+        "token-mean": jnp.where(N > 0, 1.0 / jnp.maximum(N, 1), 0.0),
+        "seq-mean-token-mean": jnp.where((n > 0) & (S > 0), 1.0 / (jnp.maximum(S, 1) * jnp.maximum(n, 1)), 0.0),
+        "seq-mean-token-sum": jnp.where(S > 0, 1.0 / jnp.maximum(S, 1), 0.0),
+        "seq-mean-token-sum-norm": counts[2],
+    }
+    return jnp.stack([jnp.broadcast_to(per_mode[m], (B,)) for m in LOSS_AGG_MODES])[mode]
 
 
-def _loss(logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mode):
+def _loss(logprob, old_logprob, advantages, mask, taus, counts, mode):
     cdt = taus.dtype
     m = mask.astype(bool)
     raw = jnp.where(m, logprob.astype(cdt) - old_logprob.astype(cdt), 0.0)
@@ -58,7 +67,7 @@ def _loss(logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mode):
     tau = jnp.where(a > 0, taus[0], taus[1])
     z = tau * _expm1(jnp.where(raw > LOG_RATIO_SATURATION, LOG_RATIO_SATURATION, raw))
     gate = _gate_from_z(z, tau)
-    c = _row_weights(m.sum(axis=-1).astype(cdt), counts, loss_agg_mode)
+    c = _row_weights(m.sum(axis=-1).astype(cdt), counts, mode)
     loss = jnp.sum(-a * gate * c[:, None])
     count = jnp.maximum(m.sum(), 1).astype(cdt)
     raw_d = jax.lax.stop_gradient(raw)
@@ -71,40 +80,47 @@ def _loss(logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mode):
     return loss, metrics
 
 
-@partial(jax.jit, static_argnames=("loss_agg_mode",))
-def _value_and_grad(logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mode):
+@jax.jit
+def _value_and_grad(logprob, old_logprob, advantages, mask, taus, counts, mode):
     (loss, metrics), grad = jax.value_and_grad(_loss, has_aux=True)(
-        logprob, old_logprob, advantages, mask, taus, counts, loss_agg_mode
+        logprob, old_logprob, advantages, mask, taus, counts, mode
     )
     return loss, grad, metrics
 
 
-def _bucket(n: int, least: int) -> int:
-    return max(least, 1 << max(n - 1, 0).bit_length())
+def _pad_time(x, Tp: int, value=0):
+    """``x`` (B, T) with masked columns up to ``Tp``, padded on the host: an
+    eager jnp.pad would itself compile once per shape."""
+    padded = np.pad(np.asarray(x), ((0, 0), (0, Tp - x.shape[1])), constant_values=value)
+    return jax.device_put(padded, next(iter(x.devices())))
 
 
 def sapo_jax(logprob, old_logprob, advantages, mask, *, tau_pos, tau_neg, loss_agg_mode,
              global_token_count=None, global_seq_count=None):
-    """Pads the batch to power-of-two buckets (masked rows and columns, which
-    change nothing) so that jit compiles once per bucket, not once per shape.
-    The padding is done in NumPy: an eager jnp.pad would itself compile once
-    per shape."""
+    """The harness pads every batch to a shape bucket (``shape_buckets``),
+    except along T in seq-mean-token-sum-norm, whose normaliser is T.  This
+    kernel is given 1/T as an argument, so there it pads T to the bucket
+    itself; and (B,) advantages are given as (B, 1): one program for both."""
     cdt = _compute_dtype(logprob)
     B, T = logprob.shape
-    Bp, Tp = _bucket(B, 8), _bucket(T, 64)
-    device = next(iter(logprob.devices()))
-
-    def pad(x, value=0):
-        host = np.broadcast_to(np.asarray(x).reshape(B, -1), (B, T))
-        return jax.device_put(np.pad(host, ((0, Bp - B), (0, Tp - T)), constant_values=value), device)
-
+    advantages = advantages.reshape(B, -1)
     taus = jnp.asarray([tau_pos, tau_neg], dtype=cdt)
     counts = jnp.asarray([-1.0 if global_token_count is None else float(global_token_count),
                           -1.0 if global_seq_count is None else float(global_seq_count),
                           1.0 / T if T else 0.0], dtype=cdt)
-    loss, grad, metrics = _value_and_grad(pad(logprob), pad(old_logprob), pad(advantages), pad(mask, False), taus,
-                                          counts, loss_agg_mode)
-    return KernelOutput(loss=loss, grad=np.asarray(grad)[:B, :T], metrics=metrics)
+    mode = jnp.asarray(LOSS_AGG_MODES.index(loss_agg_mode), dtype=jnp.int32)
+    Tp = bucket(T, MIN_COLS)
+    if Tp != T:
+        logprob, old_logprob, mask = _pad_time(logprob, Tp), _pad_time(old_logprob, Tp), _pad_time(mask, Tp, False)
+        if advantages.shape[1] != 1:  # per token (a (B, 1) column broadcasts as it is)
+            advantages = _pad_time(advantages, Tp)
+    loss, grad, metrics = _value_and_grad(logprob, old_logprob, advantages, mask, taus, counts, mode)
+    return KernelOutput(loss=loss, grad=grad if Tp == T else np.asarray(grad)[:, :T], metrics=metrics)
+
+
+def compile_count() -> int:
+    """The programs jit has compiled for the jax kernel in this process."""
+    return _value_and_grad._cache_size()
 
 
 @jax.jit

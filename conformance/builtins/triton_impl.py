@@ -120,7 +120,7 @@ def sapo_triton(logprob, old_logprob, advantages, mask, *, tau_pos, tau_neg, los
                 global_token_count=None, global_seq_count=None):
     _, counts = _tensor_args(logprob, tau_pos, tau_neg, global_token_count, global_seq_count)
     m = mask if mask.dtype == torch.bool else mask != 0
-    c = _row_weights(m.sum(dim=-1, dtype=torch.float64), logprob.shape[1], counts, loss_agg_mode)
+    c = _row_weights(m.sum(dim=-1, dtype=torch.float64), counts, loss_agg_mode)
     loss, totals = _FusedSAPO.apply(logprob.contiguous(), old_logprob.contiguous(), advantages, m,
                                     c.to(torch.float32).contiguous(), tau_pos, tau_neg)
     count = m.sum().clamp(min=1).to(torch.float32)

@@ -12,6 +12,7 @@ import numpy as np
 
 from sapo_ref import METRIC_NAMES
 
+from .. import buckets
 from ..candidate import Batch, CallOptions, Candidate, CandidateError, KernelOutput, Output
 
 INPUT_NAMES = ("logprob", "old_logprob", "advantages", "mask")
@@ -54,10 +55,11 @@ class Prepared:
 
     candidate: Candidate
     tensors: dict  # name -> framework array, in INPUT_NAMES order
-    rounded: Batch  # the same values in float64 NumPy
+    rounded: Batch  # the same values in float64 NumPy, without any bucket padding
     dtype: str
     device: str
     snapshots: dict | None = None  # name -> copy, to detect modified inputs
+    unpadded: tuple[int, int] | None = None  # the batch's own (B, T) when the tensors carry bucket padding
 
 
 class Driver(ABC):
@@ -123,7 +125,10 @@ class Driver(ABC):
     # ------------------------------------------------------------------
 
     def prepare(self, candidate: Candidate, batch: Batch, dtype: str, device: str,
-                layout: str | None = None, *, check_inputs: bool = True) -> Prepared:
+                layout: str | None = None, *, check_inputs: bool = True,
+                bucket: tuple[int, int] | None = None) -> Prepared:
+        """The candidate's inputs in its framework; with ``bucket``, padded
+        to that (B, T) shape with masked padding (``conformance.buckets``)."""
         info = candidate.info
         if dtype not in info.dtypes:
             raise CandidateError(f"candidate {info.name!r} does not claim dtype {dtype}")
@@ -134,24 +139,29 @@ class Driver(ABC):
         B, T = batch.shape
         if layout is None:
             layout = next(x for x in layouts_for(batch.advantages, B, T) if x in info.advantage_shapes)
-        adv = reshape_advantages(batch.advantages, B, T, layout)
-        mask = batch.mask.astype(bool)
+        if batch.weights is not None and not info.rollout_is_weights:
+            raise CandidateError(f"candidate {info.name!r} does not claim rollout_is_weights")
+        sent = Batch(batch.logprob, batch.old_logprob, reshape_advantages(batch.advantages, B, T, layout),
+                     batch.mask.astype(bool), batch.weights)
+        padded = bucket is not None and tuple(bucket) != (B, T)
+        if padded:
+            sent = buckets.pad(sent, bucket, layout)
         tensors = {
-            "logprob": self.to_framework(batch.logprob, dtype, device,
+            "logprob": self.to_framework(sent.logprob, dtype, device,
                                          requires_grad=candidate.grad == "autograd" and info.provides_grad),
-            "old_logprob": self.to_framework(batch.old_logprob, dtype, device),
-            "advantages": self.to_framework(adv, dtype, device),
-            "mask": self.to_framework(mask, "bool" if info.mask_kind == "bool" else dtype, device),
+            "old_logprob": self.to_framework(sent.old_logprob, dtype, device),
+            "advantages": self.to_framework(sent.advantages, dtype, device),
+            "mask": self.to_framework(sent.mask, "bool" if info.mask_kind == "bool" else dtype, device),
         }
         weights = None
-        if batch.weights is not None:
-            if not info.rollout_is_weights:
-                raise CandidateError(f"candidate {info.name!r} does not claim rollout_is_weights")
-            tensors["rollout_is_weights"] = self.to_framework(batch.weights, dtype, device)
+        if sent.weights is not None:
+            tensors["rollout_is_weights"] = self.to_framework(sent.weights, dtype, device)
             weights = self.to_numpy(tensors["rollout_is_weights"])
-        rounded = Batch(*(self.to_numpy(tensors[k]) for k in INPUT_NAMES[:3]), mask, weights)
+        rounded = Batch(*(self.to_numpy(tensors[k]) for k in INPUT_NAMES[:3]), sent.mask, weights)
+        if padded:
+            rounded = buckets.crop(rounded, (B, T), layout)
         snaps = self.snapshot(tensors) if check_inputs else None
-        return Prepared(candidate, tensors, rounded, dtype, device, snaps)
+        return Prepared(candidate, tensors, rounded, dtype, device, snaps, (B, T) if padded else None)
 
     def call_kernel(self, prepared: Prepared, options: CallOptions, tensors: dict | None = None) -> Any:
         info = prepared.candidate.info
@@ -186,15 +196,21 @@ class Driver(ABC):
             raise CandidateError(f"candidate {name!r}: loss must be a scalar, got shape {loss_np.shape}")
         grad_np = None
         grad_dtype = None
+        padding_grad = (0, 0.0)
         if cand.info.provides_grad:
             if grad is None:
                 raise CandidateError(f"candidate {name!r}: claims a gradient but produced none")
             grad_np = self.to_numpy(grad)
             grad_dtype = self.dtype_name(grad)
-            if grad_np.shape != prepared.rounded.shape:
-                raise CandidateError(
-                    f"candidate {name!r}: gradient has shape {grad_np.shape}, logprob {prepared.rounded.shape}"
-                )
+            sent_shape = tuple(prepared.tensors["logprob"].shape)
+            if grad_np.shape != sent_shape:
+                raise CandidateError(f"candidate {name!r}: gradient has shape {grad_np.shape}, logprob {sent_shape}")
+            if prepared.unpadded is not None:
+                B, T = prepared.unpadded
+                on_padding = np.concatenate([grad_np[B:].ravel(), grad_np[:B, T:].ravel()])
+                nonzero = np.flatnonzero(on_padding != 0)
+                padding_grad = (int(nonzero.size), float(on_padding[nonzero[0]]) if nonzero.size else 0.0)
+                grad_np = grad_np[:B, :T]
         out_metrics = {}
         for k, v in metrics.items():
             if k in METRIC_NAMES:
@@ -214,12 +230,21 @@ class Driver(ABC):
             grad_dtype=grad_dtype,
             loss_dtype=self.dtype_name(loss),
             modified_inputs=modified,
+            padding_grad=padding_grad,
         )
 
     def evaluate(self, candidate: Candidate, batch: Batch, dtype: str, device: str = "cpu",
                  options: CallOptions = CallOptions(), layout: str | None = None) -> Output:
-        """prepare + run + collect: one call of the candidate, as NumPy."""
-        prepared = self.prepare(candidate, batch, dtype, device, layout)
+        """prepare + run + collect: one call of the candidate, as NumPy.
+
+        Every check's call of a kernel comes through here.  A candidate that
+        claims ``shape_buckets`` is sent the batch padded to its bucket
+        (``conformance.buckets``); the output is cropped back to the batch."""
+        bucket = None
+        if candidate.info.shape_buckets:
+            bucket = buckets.bucket_shape(batch.shape, candidate.info.profile, options.loss_agg_mode,
+                                          global_seq_count=options.global_seq_count)
+        prepared = self.prepare(candidate, batch, dtype, device, layout, bucket=bucket)
         return self.collect(prepared, self.run(prepared, options))
 
     def gate(self, candidate: Candidate, ratio: np.ndarray, advantages: np.ndarray, tau_pos: float,

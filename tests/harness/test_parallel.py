@@ -13,7 +13,7 @@ import pytest
 
 from conformance import cli
 
-from .test_run import ROOT, run_cli
+from .test_run import ROOT, TIMEOUT_S, run_cli
 
 #: small enough to run every registered candidate twice in a test
 SUBSET = ["--profile", "quick", "--quiet", "--mode", "token-mean", "--dtype", "float32",
@@ -34,6 +34,7 @@ def _digest(report_dir):
     return matrix, reports
 
 
+@pytest.mark.slow
 def test_run_all_writes_a_matrix_and_jobs_give_the_same_one(tmp_path):
     serial, parallel = tmp_path / "serial", tmp_path / "parallel"
     code_s, out_s, err_s = run_cli("run", "--all", "--report-dir", str(serial), *SUBSET)
@@ -68,6 +69,7 @@ def _junit_outcomes(path):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", ["numpy-fp32", "tests.harness.example_candidates:trinity_published"])
 def test_the_plugin_under_xdist_gives_the_serial_outcomes(tmp_path, spec):
     pytest.importorskip("xdist")
@@ -79,7 +81,7 @@ def test_the_plugin_under_xdist_gives_the_serial_outcomes(tmp_path, spec):
     for label, extra in (("serial", []), ("xdist", ["-n", "2"])):
         junit = tmp_path / f"{label}.xml"
         res = subprocess.run(args + extra + [f"--junitxml={junit}"], capture_output=True, text=True, cwd=tmp_path,
-                             env=env, timeout=600)
+                             env=env, timeout=TIMEOUT_S)
         assert res.returncode in (0, 1), res.stdout + res.stderr
         runs[label] = (res.returncode, _junit_outcomes(junit))
     assert runs["serial"] == runs["xdist"]
