@@ -721,7 +721,7 @@ def render_diff(d: dict) -> str:
                          f"{format_seconds(t['new_median_s'])} ({100 * t['change']:+.1f}%, range {100 * lo:+.1f}% "
                          f"to {100 * hi:+.1f}%), roofline {roofs[0]} -> {roofs[1]}" + "".join(f"  {f}" for f in flags))
     if d["ignored_noisy"]:
-        lines.append(f"ignored as noisy by --fail-slower (noisy in either report; --include-noisy judges them): "
+        lines.append("ignored as noisy by --fail-slower (noisy in either report; --include-noisy judges them): "
                      + ", ".join(f"{t['shape']} {t['dtype']}" for t in d["ignored_noisy"]))
     lines.append("REGRESSION" if d["regression"] else "no regression")
     return "\n".join(lines)

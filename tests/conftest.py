@@ -125,6 +125,15 @@ def pytest_runtest_makereport(item, call):
             report.longrepr = bounded(text)
 
 
+def clean_environ(**extra) -> dict:
+    """This process's environment for a child that starts a pytest of its
+    own, without what an xdist worker sets (pytest-benchmark would take the
+    child for a worker and disable itself), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    env.update(extra)
+    return env
+
+
 # -- the summaries under pytest-xdist: each worker sends its tables to the controller
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -25,6 +24,8 @@ from conformance import bench, cli, render
 from conformance.candidate import CandidateError
 from conformance.loading import load_candidate
 from conformance.report import load_report, validate
+
+from tests.conftest import clean_environ
 
 from .test_run import QUICK, ROOT, TIMEOUT_S, run_cli
 
@@ -470,7 +471,7 @@ def _pytest_bench(tmp_path, spec, *extra):
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
             "--sapo-candidate", spec, "--sapo-bench", "--sapo-bench-shape", "64x2048", "--benchmark-only",
             f"--benchmark-storage=file://{tmp_path / 'store'}", *extra]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = clean_environ(PYTHONPATH=str(ROOT))
     return subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=TIMEOUT_S, env=env)
 
 

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from conformance.report import load_report
+from tests.conftest import clean_environ
 
 from .test_run import EX, ROOT, TIMEOUT_S
 
@@ -61,7 +62,7 @@ def _env(tmp_path, *scopes, **extra):
     """The environment a step sees: the workflow's, job's and step's env
     (``scopes``), then this machine's stand-ins for what the runner and the
     install steps provide, then ``extra``."""
-    env = dict(os.environ)
+    env = clean_environ()
     for scope in scopes:
         env.update(scope.get("env") or {})
     (tmp_path / "tmp").mkdir(exist_ok=True)
