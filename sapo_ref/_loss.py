@@ -1,11 +1,12 @@
-"""``sapo_loss``: the SAPO policy loss, its gradient and its metrics."""
+"""``sapo_loss``: the SAPO policy loss, its gradient and its metrics.
+
+This module holds the definitions (SPEC.md, sections 2 to 6); the row ranges,
+threads and scratch buffers they run on are in ``_execution``.
+"""
 
 from __future__ import annotations
 
 import math
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from collections.abc import Mapping
 
@@ -14,6 +15,7 @@ import numpy as np
 from . import _dd, _kernels
 from . import _validate as V
 from ._aggregate import Denominators, row_weights
+from ._execution import LazyMetrics, map_rows, readonly, workspace
 from .profiles import (
     EMPTY_ROW_POLICIES,
     IMPORTANCE_SAMPLING_LEVELS,
@@ -266,95 +268,6 @@ def sapo_loss(
         return _evaluate(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem, denoms, reproducible)
 
 
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a.setflags(write=False)
-    return a
-
-
-_WORK = threading.local()
-
-
-def _workspace(B: int, T: int):
-    """Two (B, T) float64 scratch arrays, reused by later calls of the same
-    thread: fresh multi-megabyte arrays cost page faults that would dominate
-    the evaluation.  Nothing returned to the caller lives in them."""
-    cached = getattr(_WORK, "buf", None)
-    n = B * T
-    if cached is None or cached.size < 2 * n:
-        cached = np.empty(2 * n)
-        if 2 * n * 8 <= _WORKSPACE_KEEP_BYTES:
-            _WORK.buf = cached
-    return (cached[i * n:(i + 1) * n].reshape(B, T) for i in range(2))
-
-
-#: the largest scratch block kept between calls (per thread)
-_WORKSPACE_KEEP_BYTES = 256 * 2**20
-
-
-class _LazyMetrics(Mapping):
-    """The metrics, computed on first access (loss and gradient do not pay
-    for them); read-only."""
-
-    def __init__(self, compute):
-        self._compute = compute
-        self._values = None
-
-    def _get(self) -> dict:
-        if self._values is None:
-            with np.errstate(all="ignore"):
-                self._values = self._compute()
-            self._compute = None  # release the arrays it kept
-        return self._values
-
-    def __getitem__(self, key):
-        return self._get()[key]
-
-    def __iter__(self):
-        return iter(METRIC_NAMES)
-
-    def __len__(self):
-        return len(METRIC_NAMES)
-
-    def __repr__(self):
-        return repr(self._get())
-
-
-def _threads() -> int:
-    env = os.environ.get("SAPO_REF_THREADS")
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            raise ValueError(f"SAPO_REF_THREADS must be an integer, got {env!r}") from None
-    return max(1, min(4, os.cpu_count() or 1))
-
-
-_EXECUTOR: dict = {}
-if hasattr(os, "register_at_fork"):  # a forked child has the executor but not its threads
-    os.register_at_fork(after_in_child=_EXECUTOR.clear)
-#: batches of at least this many tokens are split by rows across threads
-PARALLEL_MIN_TOKENS = 2**17
-
-
-#: rows are processed in ranges of about this many tokens, so that the
-#: dozen arrays a range touches stay in cache between passes
-CHUNK_TOKENS = int(os.environ.get("SAPO_REF_CHUNK", 2**16))
-
-
-def _map_rows(block, B: int, T: int) -> list:
-    """block(rows) for contiguous row ranges of about CHUNK_TOKENS tokens, in
-    threads for large batches.  Every step is elementwise, so the results are
-    bit-identical however the rows are split."""
-    per = max(1, CHUNK_TOKENS // max(T, 1))
-    ranges = [slice(a, min(a + per, B)) for a in range(0, B, per)] or [slice(0, B)]
-    n = min(_threads(), len(ranges))
-    if n <= 1 or B * T < PARALLEL_MIN_TOKENS:
-        return [block(r) for r in ranges]
-    if n not in _EXECUTOR:
-        _EXECUTOR[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="sapo_ref")
-    return list(_EXECUTOR[n].map(block, ranges))
-
-
 def _evaluate(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Semantics, denoms,
               reproducible: bool = False) -> SAPOResult:
     """The fast path on whole arrays, in preallocated blocks (fresh 2 MB
@@ -367,7 +280,7 @@ def _evaluate(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Semantic
     grad, token_loss, gate, ratio, agg_weight = outs
     kept = np.empty((3, B, T))  # the log-ratio (both parts) and the float mask, kept for the metrics
     d, d_lo, mf = kept
-    weighted, scratch = _workspace(B, T)
+    weighted, scratch = workspace(B, T)
     clamp = sem.log_ratio_clamp
     no_grad = np.zeros((B, T), dtype=bool) if clamp is not None else None
     c_col = c_hi[:, None]
@@ -447,7 +360,7 @@ def _evaluate(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Semantic
         l_ += 0.0
         return rows.start * T + local[keep], raw_d[keep], raw_lo[keep]
 
-    parts = _map_rows(block, B, T)
+    parts = map_rows(block, B, T)
     idx = np.concatenate([p[0] for p in parts])
     raw_d = np.concatenate([p[1] for p in parts])
     raw_lo = np.concatenate([p[2] for p in parts])
@@ -514,12 +427,12 @@ def _evaluate(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Semantic
 
     return SAPOResult(
         loss=loss,
-        grad=_readonly(grad),
-        token_loss=_readonly(token_loss),
-        gate=_readonly(gate),
-        ratio=_readonly(ratio),
-        agg_weight=_readonly(agg_weight),
-        metrics=_LazyMetrics(metrics),
+        grad=readonly(grad),
+        token_loss=readonly(token_loss),
+        gate=readonly(gate),
+        ratio=readonly(ratio),
+        agg_weight=readonly(agg_weight),
+        metrics=LazyMetrics(metrics, METRIC_NAMES),
         semantics=sem,
         denominators=denoms,
     )
@@ -587,12 +500,12 @@ def _sequence_level(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Se
 
     return SAPOResult(
         loss=res.loss,
-        grad=_readonly(grad),
+        grad=readonly(grad),
         token_loss=res.token_loss,
         gate=res.gate,
         ratio=res.ratio,
         agg_weight=res.agg_weight,
-        metrics=_LazyMetrics(metrics),
+        metrics=LazyMetrics(metrics, METRIC_NAMES),
         semantics=sem,
         denominators=denoms,
     )

@@ -1,7 +1,8 @@
 """A NumPy mirror of Trinity-RFT's ``SAPOPolicyLossFn`` API.
 
-Same constructor, methods and call convention as the seed class (see
-../shared/seed/), but computing the canonical SAPO objective with the oracle:
+Same constructor, methods and call convention as Trinity-RFT's
+``SAPOPolicyLossFn`` (SPEC.md, section 11), but computing the canonical SAPO
+objective with the oracle:
 the returned loss is the SAPO loss itself (Trinity-RFT returns a surrogate
 whose value differs and whose gradient is the detached-gate one), and
 :meth:`SAPOPolicyLoss.evaluate` gives its exact gradient.

@@ -1,10 +1,10 @@
 """Deliberately wrong SAPO candidates the suites must reject.
 
 Each mutant is a correct float32 PyTorch implementation with exactly one
-defect, the kind real kernels have (../shared/DESIGN.md, sections 2 and 3),
-and names the checks meant to catch it.  ``tests/test_mutants.py`` asserts
-that every mutant is reported non-conformant by one of those checks and
-prints the kill table.
+defect, the kind real kernels have in the per-token formulas or the
+aggregation (SPEC.md, sections 2 and 3), and names the checks meant to catch
+it.  ``tests/test_mutants.py`` asserts that every mutant is reported
+non-conformant by one of those checks and prints the kill table.
 """
 
 from __future__ import annotations

@@ -189,8 +189,8 @@ def test_gate_and_weight_match_mpmath(d, scale, tau, a):
     _check_ulps("gate_weight", sapo_ref.gate_weight(np.array([r]), adv, tau, tau)[0], mpref.weight(rm, tm), ctx)
 
 
-# Worked values from ../shared/DESIGN.md section 2 (paper gradient column):
-# olp = log 0.3, gradient of the per-token loss (c = 1), six decimals.
+# Worked values of the per-token gradient -A f'(r) r (SPEC.md, section 2) with
+# c = 1 at olp = log 0.3, to six decimals; sapo_ref/_selfcheck.py checks the same six.
 DESIGN_TABLE = [
     (0.0, +1.0, 1.00, -1.000000),
     (0.0, -1.0, 1.05, +1.000000),

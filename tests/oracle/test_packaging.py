@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import doctest
+import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import sapo_ref
 
@@ -58,3 +61,19 @@ def test_public_api():
 def test_docstring_examples():
     result = doctest.testmod(sapo_ref, verbose=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_readme_states_the_golden_sets_size():
+    """README's "`golden/` holds N frozen cases (X MB)" follows the set:
+    N is the number of cases in golden/manifest.json, X the size of the
+    files to within 10% (du -sh and a sum of bytes differ by a few percent)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    stated = re.search(r"`golden/`\s+holds\s+([\d ,]+?)\s+frozen\s+cases\s+\(([\d.]+)\s+MB\)", readme)
+    assert stated, "README no longer states the golden set's size as `golden/` holds N frozen cases (X MB)"
+    manifest = json.loads((ROOT / "golden" / "manifest.json").read_text(encoding="utf-8"))
+    assert int(re.sub(r"[ ,]", "", stated.group(1))) == len(manifest["cases"])
+    size = sum(p.stat().st_size for p in (ROOT / "golden").iterdir() if p.is_file())
+    assert abs(float(stated.group(2)) * 1e6 - size) <= 0.1 * size, f"golden/ is {size / 1e6:.2f} MB"

@@ -1,4 +1,4 @@
-"""SAPOPolicyLoss mirrors the seed's SAPOPolicyLossFn API (../shared/seed/)."""
+"""SAPOPolicyLoss mirrors Trinity-RFT's SAPOPolicyLossFn API (SPEC.md, section 11)."""
 
 from __future__ import annotations
 
