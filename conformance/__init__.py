@@ -6,6 +6,7 @@ Public API:
     load_candidate, registered_candidates                -- loading
     get_driver                                           -- NumPy <-> framework conversion
     adapters                                             -- real frameworks' code as candidates
+    certify, certify_all, Report                         -- the whole certification, as a library
 """
 
 from sapo_ref._version import __version__
@@ -23,6 +24,7 @@ from .candidate import (
 )
 from .drivers import get_driver
 from .loading import ENTRY_POINT_GROUP, ENV_VAR, load_candidate, registered_candidates
+from .pipeline import CandidateUnavailable, Report, RequestError, certify, certify_all
 
 __all__ = [
     "Availability",
@@ -31,12 +33,17 @@ __all__ = [
     "Candidate",
     "CandidateError",
     "CandidateInfo",
+    "CandidateUnavailable",
     "ENTRY_POINT_GROUP",
     "ENV_VAR",
     "KernelOutput",
     "Output",
+    "Report",
+    "RequestError",
     "__version__",
     "adapters",
+    "certify",
+    "certify_all",
     "get_driver",
     "load_candidate",
     "registered_candidates",

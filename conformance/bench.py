@@ -44,45 +44,14 @@ import numpy as np
 
 from .candidate import Batch, CallOptions, Candidate, CandidateError
 from .drivers import get_driver
+from .profiles import BENCH_PROFILES, NOISY_SPREAD, BenchProfile
 
 #: the candidate used as the speedup baseline
 BASELINE = "torch-eager"
 
 
-@dataclass(frozen=True)
-class BenchProfile:
-    """How much to measure.
-
-    Attributes:
-        shapes: (B, T) batch shapes.
-        rounds: timed calls per contender and shape (interleaved).
-        warmup: untimed calls after the first (compiling) one.
-        fresh_bytes: input sets rotate until they span at least this many
-            bytes (so large shapes do not run from cache), between
-            ``min_sets`` and ``max_sets`` sets.
-    """
-
-    shapes: tuple[tuple[int, int], ...]
-    rounds: int
-    warmup: int = 3
-    fresh_bytes: int = 64 << 20
-    min_sets: int = 2
-    max_sets: int = 8
-
-
-BENCH_PROFILES = {
-    "quick": BenchProfile(shapes=((8, 1024), (64, 4096)), rounds=15),
-    "default": BenchProfile(
-        shapes=((8, 1024), (16, 2048), (32, 4096), (64, 4096), (64, 8192), (64, 16384)), rounds=25),
-}
-
 #: a candidate faster than this multiple of the copy roofline is implausible
 IMPLAUSIBLE_ROOFLINE_FRACTION = 1.25
-
-#: a timing is *noisy* when its interquartile range exceeds this fraction of
-#: its median; a throughput row is noisy when the timing of its candidate, or of
-#: a contender one of its ratios uses (the copy, the baseline), is
-NOISY_SPREAD = 0.25
 
 #: what the inputs look like: log-ratios near 0, ragged rows, GRPO-style
 #: per-row advantages given per token (verl's layout)
@@ -246,21 +215,36 @@ class _Contender:
         raise NotImplementedError
 
 
-class _CandidateContender(_Contender):
+class TimedCall(_Contender):
+    """A candidate at one shape and dtype, its input sets prepared (converted
+    and on the device) so that only the kernel is timed: :meth:`call` times
+    set ``i`` with the driver's timer, :meth:`run` only runs it (for an
+    outside timer such as pytest-benchmark), :meth:`check_outputs` checks
+    the last outputs against the oracle afterwards."""
+
     def __init__(self, candidate: Candidate, batches: list[Batch], dtype: str, device: str, layout: str,
-                 options: CallOptions):
+                 options: CallOptions = CallOptions(), nbytes: int = 0):
         self.name = candidate.name
+        self.layout, self.bytes, self.dtype, self.device = layout, nbytes, dtype, device
         self.candidate = candidate
         self.driver = get_driver(candidate.info.framework)
         self.options = options
         self.prepared = [self.driver.prepare(candidate, b, dtype, device, layout) for b in batches]
         self.last_raw: dict[int, object] = {}
 
+    @property
+    def sets(self) -> int:
+        return len(self.prepared)
+
     def call(self, i: int) -> float:
         k = i % len(self.prepared)
         raw, seconds = self.driver.timed_run(self.prepared[k], self.options)
         self.last_raw[k] = raw
         return seconds
+
+    def run(self, i: int) -> None:
+        k = i % len(self.prepared)
+        self.last_raw[k] = self.driver.run(self.prepared[k], self.options)
 
     def check_outputs(self) -> list[str]:
         """Problems: modified inputs, or outputs that do not match the oracle
@@ -305,6 +289,17 @@ def _sets_for(nbytes: int, profile: BenchProfile) -> int:
 def _layout_for(candidate: Candidate) -> str:
     shapes = candidate.info.advantage_shapes
     return "BT" if "BT" in shapes else shapes[0]
+
+
+def timed_call(candidate: Candidate, B: int, T: int, dtype: str, *, device: str = "cpu",
+               profile: BenchProfile = BENCH_PROFILES["default"], seed: int = 0, layout: str | None = None,
+               options: CallOptions = CallOptions()) -> TimedCall:
+    """The candidate at B x T in ``dtype``, with as many fresh input sets as
+    the profile asks for (enough that caches do not hold them)."""
+    layout = layout or _layout_for(candidate)
+    nbytes = minimum_bytes(candidate, B, T, dtype, layout)
+    batches = [make_batch(B, T, seed * 1_000_003 + 7919 * k + 1) for k in range(_sets_for(nbytes, profile))]
+    return TimedCall(candidate, batches, dtype, device, layout, options, nbytes)
 
 
 def _baseline_for(candidate: Candidate, dtype: str, device: str) -> tuple[Candidate | None, str]:
@@ -359,18 +354,16 @@ def measure(candidate: Candidate, B: int, T: int, dtype: str, *, device: str = "
     if why:
         row.update(status="correctness-only", reason=why)
         return row
-    layout = _layout_for(candidate)
-    nbytes = minimum_bytes(candidate, B, T, dtype, layout)
-    sets = _sets_for(nbytes, profile)
-    batches = [make_batch(B, T, seed * 1_000_003 + 7919 * k + 1) for k in range(sets)]
-    row.update(bytes=nbytes, layout=layout, input_sets=sets)
-    contenders: list[_Contender] = [_CandidateContender(candidate, batches, dtype, device, layout, options)]
-    contenders.append(_CopyContender(candidate.info.framework, nbytes, device, sets))
+    timed = timed_call(candidate, B, T, dtype, device=device, profile=profile, seed=seed, options=options)
+    nbytes, sets = timed.bytes, timed.sets
+    row.update(bytes=nbytes, layout=timed.layout, input_sets=sets)
+    contenders: list[_Contender] = [timed, _CopyContender(candidate.info.framework, nbytes, device, sets)]
     base_reason = "not requested"
     if baseline:
         base, base_reason = _baseline_for(candidate, dtype, device)
         if base is not None and base is not candidate:
-            contenders.append(_CandidateContender(base, batches, dtype, device, _layout_for(base), options))
+            contenders.append(timed_call(base, B, T, dtype, device=device, profile=profile, seed=seed,
+                                         options=options))
     timings = {c.name: Timing() for c in contenders}
     for c in contenders:  # cold call (compilation), then warm-up
         timings[c.name].first_call_s = c.call(0)
@@ -398,6 +391,10 @@ def measure(candidate: Candidate, B: int, T: int, dtype: str, *, device: str = "
     return row
 
 
+class BenchUnavailable(CandidateError):
+    """The candidate cannot run on the device asked for."""
+
+
 def empty_section(device: str, error: str) -> dict:
     """A throughput section with no rows, saying why."""
     return {"baseline": BASELINE, "device": device, "rounds": 0, "warmup": 0, "timer": "", "rows": [],
@@ -416,7 +413,7 @@ def bench(candidate: Candidate, *, shapes, dtypes=None, device: str = "cpu",
                              f"(it claims {', '.join(info.dtypes)})")
     avail = candidate.availability(device)
     if not avail:
-        raise CandidateError(f"candidate {info.name!r} cannot run on {device}: {avail.reason}")
+        raise BenchUnavailable(f"{info.name}: cannot run on {device}: {avail.reason}")
     rows = []
     for dtype in dtypes:
         for B, T in shapes:

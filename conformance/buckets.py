@@ -44,7 +44,7 @@ import numpy as np
 
 import sapo_ref
 
-from .candidate import Batch
+from .types import Batch
 
 #: the smallest bucket: no dimension of size 0 or 1 ever reaches the kernel
 MIN_ROWS = 8

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._process import describe_exit
 from .candidate import Batch, CallOptions, Candidate, CandidateError
 from .drivers import get_driver
-from .isolate import describe_exit
 
 #: seconds the ranks get to start, run and reduce
 TIMEOUT_S = 120.0
@@ -96,7 +96,7 @@ def _rank_main(rank: int, world: int, store: str, candidate: Candidate, batch: B
         for part in np.array_split(mine, micro_batches):  # gradient accumulation over micro-batches
             if part.size == 0:
                 continue
-            out = driver.evaluate(candidate, _take(batch, part), dtype, "cpu", options)
+            out = driver.call(candidate, _take(batch, part), dtype, "cpu", options)
             if out.grad is None:
                 raise CandidateError("produced no gradient")
             loss += out.loss
@@ -134,7 +134,7 @@ def run_sharded(candidate: Candidate, batch: Batch, dtype: str, options: CallOpt
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        get_driver(candidate.info.framework).evaluate(
+        get_driver(candidate.info.framework).call(
             candidate, _take(batch, _rows(batch.shape[0], 0, world_size)[:1]), dtype, "cpu", options)
     finally:
         torch.set_num_threads(threads)

@@ -160,6 +160,6 @@ def compare(candidate: Candidate, out: Output, ref: sapo_ref.SAPOResult) -> tupl
 def evaluate(candidate: Candidate, batch: Batch, *, dtype: str, device: str = "cpu",
              options: CallOptions = CallOptions(), layout: str | None = None) -> Evaluation:
     """Run the candidate once and compare it with the oracle."""
-    out = get_driver(candidate.info.framework).evaluate(candidate, batch, dtype, device, options, layout)
+    out = get_driver(candidate.info.framework).call(candidate, batch, dtype, device, options, layout)
     ref = reference_for(candidate, out.inputs, options, dtype)
     return Evaluation(out, ref, compare(candidate, out, ref))

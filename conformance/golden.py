@@ -505,6 +505,35 @@ def verify(directory: Path | None = None) -> tuple[dict, list[Change], int]:
     return manifest, changes, len(cases)
 
 
+def regenerate_text(directory: Path, *, seed: int) -> tuple[str, bool]:
+    """:func:`regenerate`, as ``golden regen`` prints it: (text, True)."""
+    manifest = regenerate(directory, seed=seed)
+    return (f"wrote {len(manifest['cases'])} cases in {len(manifest['files'])} files to {directory} "
+            f"(oracle {manifest['oracle_version']}, seed {manifest['generator_seed']})"), True
+
+
+def verify_text(directory: Path | None = None) -> tuple[str, bool]:
+    """:func:`verify`, as ``golden verify`` prints it: (text, all unchanged)."""
+    from sapo_ref._version import ORACLE_VERSION
+
+    directory = Path(directory or default_dir())
+    manifest, changes, n = verify(directory)
+    lines = []
+    if manifest["oracle_version"] != ORACLE_VERSION:
+        lines.append(f"note: fixtures were made by oracle {manifest['oracle_version']}, this is {ORACLE_VERSION}")
+    if changes:
+        more = f" (+{len(changes) - 50} more)" if len(changes) > 50 else ""
+        lines.insert(0, f"{len({c.case for c in changes})} of {n} cases changed{more}: the oracle's outputs moved; "
+                        f"if that is intended, bump ORACLE_VERSION and run `sapo-conformance golden regen`")
+        lines += [f"  changed: {c.describe()}" for c in changes[:50]]
+        return "\n".join(lines), False
+    exact = "bit-identical on the reproducible path, " if manifest.get("oracle_path") == "reproducible" else ""
+    lines.append(f"golden fixtures verified: {n} cases in {len(manifest['files'])} files at {directory}, {exact}"
+                 f"within {ULP_TOLERANCE:g} ulp on the fast path (the loss and metrics within {SUM_TOLERANCE:g} "
+                 f"units of their sum bound)")
+    return "\n".join(lines), True
+
+
 def reference(case: LoadedCase) -> sapo_ref.SAPOResult:
     """The stored outputs as an oracle result (for the suites' comparisons)."""
     from sapo_ref._aggregate import Denominators

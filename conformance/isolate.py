@@ -33,15 +33,16 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import signal
 import time
 from dataclasses import dataclass
 from typing import Callable
 
-from .candidate import Candidate, CandidateError, CandidateInfo
+from ._process import describe_exit
+from .profiles import DEFAULT_GROUP_TIMEOUT_S
+from .candidate import Availability, Candidate, CandidateError, CandidateInfo
+from .report import decode_record, encode_record
+from .suite import CHECKS_BY_NAME, InProcessRunner, Unit, failed_unit, run_unit
 
-#: default deadline of one check group, in seconds
-DEFAULT_GROUP_TIMEOUT_S = 900.0
 #: how long loading a candidate (importing its framework) may take
 LOAD_TIMEOUT_S = 300.0
 #: worker crashes tolerated in one check group and dtype before its other units are skipped
@@ -82,19 +83,6 @@ def parse_size(text: str) -> int | None:
     return int(value * factor)
 
 
-def describe_exit(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "stopped answering"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        hint = " (out of memory?)" if -exitcode == signal.SIGKILL else ""
-        return f"was killed by {name}{hint}"
-    return f"exited with status {exitcode}"
-
-
 # ---------------------------------------------------------------------------
 # the worker process
 # ---------------------------------------------------------------------------
@@ -122,10 +110,7 @@ def _worker_main(conn, spec: str, device: str, profile: str, seed: int, memory_l
     """The child: load the candidate, then run what the parent asks."""
     os.dup2(2, 1)  # the candidate's prints go to stderr
     _limit_memory(memory_limit)
-    from .checks import CHECKS
     from .loading import load_candidate
-    from .report import encode_record
-    from .runner import Unit, run_units
 
     try:
         cand = load_candidate(spec)
@@ -135,7 +120,7 @@ def _worker_main(conn, spec: str, device: str, profile: str, seed: int, memory_l
     avail = cand.availability(device)
     _send(conn, {"type": "ready", "info": cand.info.as_dict(), "grad": cand.grad,
                  "has_gate": cand.gate is not None, "available": avail.ok, "reason": avail.reason})
-    by_name = {c.name: c for c in CHECKS}
+    local = InProcessRunner(cand, device=device, profile=profile, seed=seed)
     while True:
         try:
             msg = json.loads(conn.recv_bytes())
@@ -144,16 +129,12 @@ def _worker_main(conn, spec: str, device: str, profile: str, seed: int, memory_l
         if msg["type"] == "exit":
             return
         if msg["type"] == "unit":
-            unit = Unit(by_name[msg["check"]], msg["dtype"], msg["mode"])
-            records = run_units(cand, [unit], device=device, profile=profile, seed=seed)
+            records = run_unit(local.context, Unit(CHECKS_BY_NAME[msg["check"]], msg["dtype"], msg["mode"]))
             _send(conn, {"type": "records", "records": [encode_record(r) for r in records],
                          "compilations": cand.compilations()})
         elif msg["type"] == "bench":
-            from .bench import BENCH_PROFILES, bench
-
-            p = BENCH_PROFILES[msg["profile"]]
             try:
-                section = bench(cand, shapes=p.shapes, dtypes=msg["dtypes"], device=device, profile=p, seed=seed)
+                section = local.bench(msg["profile"], msg["dtypes"])
                 _send(conn, {"type": "bench", "section": section, "compilations": cand.compilations()})
             except CandidateError as exc:
                 _send(conn, {"type": "bench-error", "message": str(exc)})
@@ -226,8 +207,9 @@ class Worker:
 
 
 @dataclass
-class Session:
-    """An isolated candidate: the shadow the parent plans with, and its worker."""
+class IsolatedRunner:
+    """A candidate in a worker process (conformance.suite.Runner): the shadow
+    the parent plans with, and its worker."""
 
     spec: str
     device: str
@@ -239,6 +221,7 @@ class Session:
     available: bool = False
     reason: str = ""
     worker: Worker | None = None
+    where = "in a separate process"
     #: the candidate's compile count (``Candidate.compile_count``): summed over
     #: the workers that have ended, and the current worker's latest answer
     compiled_before: int | None = None
@@ -262,6 +245,9 @@ class Session:
             self.candidate = Candidate(info, _unavailable, grad=msg["grad"],
                                        gate=_unavailable if msg["has_gate"] else None)
             self.available, self.reason = msg["available"], msg["reason"]
+
+    def availability(self) -> Availability:
+        return Availability(self.available, self.reason)
 
     def close(self) -> None:
         if self.worker is not None:
@@ -287,10 +273,8 @@ class Session:
             self.start()
         return self.worker
 
-    def run_units(self, units: list, progress: Callable | None = None) -> list:
+    def run_units(self, units: list, progress: Callable | None = None, stop: Callable | None = None) -> list:
         """Every unit, in order; crashes and timeouts become error records."""
-        from .checks import Record
-
         records = []
         done = 0
         groups: dict[str, list] = {}
@@ -298,8 +282,7 @@ class Session:
             groups.setdefault(u.check.group, []).append(u)
 
         def lost(unit, message):
-            return Record(check=f"{unit.check.name}:isolation", group=unit.check.group, title=unit.check.title,
-                          dtype=unit.dtype, mode=unit.mode, device=self.device, status="error", message=message)
+            return failed_unit(unit, self.device, message, where="isolation")
 
         for group, members in groups.items():
             deadline = time.monotonic() + self.group_timeout_s
@@ -321,12 +304,12 @@ class Session:
                 done += 1
                 if progress:
                     progress(done, len(units), unit, recs)
+                if stop and stop(unit, recs):
+                    return records
         return records
 
     def _one(self, unit, deadline: float, lost) -> tuple[list, str | None]:
         """One unit's records, and "timeout" or "crash" when it went wrong."""
-        from .report import decode_record
-
         try:
             worker = self._ensure()
             worker.request({"type": "unit", "check": unit.check.name, "dtype": unit.dtype, "mode": unit.mode})
@@ -343,15 +326,15 @@ class Session:
         self._note_compilations(msg)
         return [decode_record(r) for r in msg["records"]], None
 
-    def bench(self, profile: str, dtypes: list, timeout_s: float) -> dict:
-        """The throughput section, measured in the worker (``error`` set and
-        no rows when it could not be)."""
+    def bench(self, profile: str, dtypes: list) -> dict:
+        """The throughput section, measured in the worker within the group
+        deadline (``error`` set and no rows when it could not be)."""
         from .bench import empty_section
 
         try:
             worker = self._ensure()
             worker.request({"type": "bench", "profile": profile, "dtypes": list(dtypes)})
-            msg = worker.receive(time.monotonic() + timeout_s)
+            msg = worker.receive(time.monotonic() + self.group_timeout_s)
         except (CandidateError, WorkerLost) as exc:
             self.close()
             return empty_section(self.device, f"not measured: the candidate's process {exc}")

@@ -41,6 +41,13 @@ def _from_object(obj, label: str) -> Candidate:
     if isinstance(obj, Candidate):
         return obj
     if callable(obj):
+        needed = _required_parameters(obj)
+        if needed:
+            what = "a class whose constructor takes" if isinstance(obj, type) else "a loss function taking"
+            raise CandidateError(
+                f"candidate {label!r}: this is {what} {', '.join(needed)}, not a Candidate or a factory of one: "
+                f"wrap it with conformance.adapters.from_torch_loss (or from_jax_loss, from_verl_policy_loss, "
+                f"from_trinity_policy_loss; README, \"Your own function, in a few lines\")")
         try:
             made = obj()
         except CandidateError as exc:
@@ -55,6 +62,18 @@ def _from_object(obj, label: str) -> Candidate:
     raise CandidateError(
         f"candidate {label!r}: expected a Candidate or a factory returning one, got {type(obj).__name__}"
     )
+
+
+def _required_parameters(obj) -> list[str]:
+    """The parameters a call with no arguments would miss (a factory has none)."""
+    import inspect
+
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):  # a builtin without a signature: just call it
+        return []
+    return [p.name for p in sig.parameters.values()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def _from_target(target: str, label: str | None = None) -> Candidate:
@@ -96,6 +115,15 @@ def registered_candidates() -> list[Registered]:
     return out
 
 
+def search_working_directory() -> None:
+    """Let ``module:attr`` resolve from the current directory, as with
+    ``python -m`` (the command line and the pytest plugin both load so)."""
+    import sys
+
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
 def registered_names() -> list[str]:
     return [ep.name for ep in _entry_points()]
 
@@ -126,3 +154,21 @@ def load_candidate(spec=None) -> Candidate:
     raise CandidateError(
         f"unknown candidate {spec!r}; registered: {', '.join(names) or 'none'} (or use module:attr)"
     )
+
+
+def describe_registered() -> list[dict]:
+    """``sapo-conformance list``: each registered candidate, its claims and
+    whether (and on which devices) it can run here, or why not."""
+    rows = []
+    for reg in registered_candidates():
+        if reg.candidate is None:
+            rows.append(dict(name=reg.name, framework="-", version="-", dtypes=[], devices=[], profile="-",
+                             runs_here=False, here=[], reason=reg.error, target=reg.target))
+            continue
+        info = reg.candidate.info
+        avail = reg.candidate.availability()
+        here = reg.candidate.runnable_devices() if avail else ()
+        rows.append(dict(name=info.name, framework=info.framework, version=info.framework_version,
+                         dtypes=list(info.dtypes), devices=list(info.devices), profile=info.profile,
+                         runs_here=bool(avail), here=list(here), reason=avail.reason, target=reg.target))
+    return rows

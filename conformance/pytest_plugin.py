@@ -14,11 +14,14 @@ and ``--benchmark-compare-fail`` make them a regression gate (README).
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 
 def pytest_addoption(parser):
-    from .checks import SUITE_PROFILES
+    from .isolate import DEFAULT_GROUP_TIMEOUT_S
+    from .suite import SUITE_PROFILES
 
     group = parser.getgroup("sapo-conformance", "certify a SAPO implementation")
     group.addoption("--sapo-candidate", action="append", default=[], metavar="NAME",
@@ -29,6 +32,11 @@ def pytest_addoption(parser):
     group.addoption("--sapo-seed", type=int, default=0)
     group.addoption("--sapo-check", action="append", default=None, metavar="GLOB",
                     help="only checks matching this glob (repeatable)")
+    group.addoption("--sapo-isolate", action=argparse.BooleanOptionalAction, default=True,
+                    help="run the candidate in a worker process, so that a crash or hang fails one item "
+                         "(default: on)")
+    group.addoption("--sapo-timeout", type=float, default=DEFAULT_GROUP_TIMEOUT_S, metavar="SECONDS",
+                    help=f"deadline of each item when isolated (default {DEFAULT_GROUP_TIMEOUT_S:g})")
     group.addoption("--sapo-bench", action="store_true",
                     help="also benchmark each candidate with pytest-benchmark (throughput regression gate)")
     group.addoption("--sapo-bench-shape", action="append", default=None, metavar="BxT",
@@ -37,34 +45,43 @@ def pytest_addoption(parser):
                     help="benchmark dtype (repeatable; default: float32)")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sapo: a sapo-conformance item (select only these with -m sapo)")
+
+
 class SapoCheckFailure(Exception):
     pass
 
 
+def failure_text(records) -> str:
+    """The failing records of one item, one line each, small counterexamples inline."""
+    lines = []
+    for r in records:
+        if r.status not in ("fail", "error"):
+            continue
+        lines.append(f"{r.id}: {r.status}: {r.message}")
+        ce = r.counterexample
+        if ce is not None and ce.batch is not None and ce.batch.logprob.size <= 64:
+            b = ce.batch
+            lines.append(f"    counterexample: logprob={b.logprob.tolist()} old_logprob="
+                         f"{b.old_logprob.tolist()} advantages={b.advantages.tolist()} "
+                         f"mask={b.mask.astype(int).tolist()} options={ce.options} layout={ce.layout}")
+    return "\n".join(lines)
+
+
 class SapoUnitItem(pytest.Item):
-    def __init__(self, *, unit, candidate, **kwargs):
+    """One check unit, run through the candidate's runner (in a worker by default)."""
+
+    def __init__(self, *, unit, suite, **kwargs):
         super().__init__(**kwargs)
         self.unit = unit
-        self.candidate = candidate
+        self.suite = suite
+        self.add_marker("sapo")
 
     def runtest(self):
-        from .checks import SUITE_PROFILES, Context
-
-        opt = self.config.getoption
-        ctx = Context(self.candidate, opt("sapo_device"), SUITE_PROFILES[opt("sapo_profile")], opt("sapo_seed"))
-        records = self.unit.check.run(ctx, self.unit.dtype, self.unit.mode)
-        bad = [r for r in records if r.status in ("fail", "error")]
-        if bad:
-            lines = []
-            for r in bad:
-                lines.append(f"{r.id}: {r.status}: {r.message}")
-                ce = r.counterexample
-                if ce is not None and ce.batch is not None and ce.batch.logprob.size <= 64:
-                    b = ce.batch
-                    lines.append(f"    counterexample: logprob={b.logprob.tolist()} old_logprob="
-                                 f"{b.old_logprob.tolist()} advantages={b.advantages.tolist()} "
-                                 f"mask={b.mask.astype(int).tolist()} options={ce.options} layout={ce.layout}")
-            raise SapoCheckFailure("\n".join(lines))
+        text = failure_text(self.suite.runner.run_units([self.unit]))
+        if text:
+            raise SapoCheckFailure(text)
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, SapoCheckFailure):
@@ -81,6 +98,7 @@ class SapoProblemItem(pytest.Item):
     def __init__(self, *, problem, skip, **kwargs):
         super().__init__(**kwargs)
         self.problem, self.skip = problem, skip
+        self.add_marker("sapo")
 
     def runtest(self):
         if self.skip:
@@ -95,25 +113,33 @@ class SapoProblemItem(pytest.Item):
 
 
 class SapoSuite(pytest.Collector):
+    """One candidate: its runner (opened by ``conformance.pipeline``, as the
+    command line opens it) and one item per unit."""
+
     def __init__(self, *, spec, **kwargs):
         super().__init__(**kwargs)
         self.spec = spec
+        self.runner = None
 
     def collect(self):
-        from .candidate import CandidateError
-        from .loading import load_candidate
-        from .runner import plan
+        from .isolate import CandidateCrashed
+        from .pipeline import CandidateUnavailable, RequestError, open_runner, plan_units
 
         opt = self.config.getoption
         try:
-            cand = load_candidate(self.spec)
-            avail = cand.availability(opt("sapo_device"))
+            self.runner = open_runner(self.spec, isolate=opt("sapo_isolate"), device=opt("sapo_device"),
+                                      profile=opt("sapo_profile"), seed=opt("sapo_seed"),
+                                      timeout_s=opt("sapo_timeout"))
+            self.config.add_cleanup(self.runner.close)
+            avail = self.runner.availability()
             if not avail:
-                return [SapoProblemItem.from_parent(self, name="unavailable", problem=avail.reason, skip=True)]
-            units = plan(cand, checks=opt("sapo_check"))
-        except CandidateError as exc:
+                raise CandidateUnavailable(avail.reason)
+            units = plan_units(self.runner.candidate, checks=opt("sapo_check"))
+        except CandidateUnavailable as exc:
+            return [SapoProblemItem.from_parent(self, name="unavailable", problem=str(exc), skip=True)]
+        except (RequestError, CandidateCrashed) as exc:
             return [SapoProblemItem.from_parent(self, name="load", problem=str(exc), skip=False)]
-        return [SapoUnitItem.from_parent(self, name=u.id, unit=u, candidate=cand) for u in units]
+        return [SapoUnitItem.from_parent(self, name=u.id, unit=u, suite=self) for u in units]
 
 
 class SapoBenchItem(pytest.Function):
@@ -127,34 +153,23 @@ def _bench_function(candidate, B: int, T: int, dtype: str, device: str, seed: in
     def sapo_throughput(benchmark):
         import itertools
 
-        from . import bench as B_
-        from .candidate import CallOptions
-        from .drivers import get_driver
+        from . import bench
 
-        why = B_.timing_unavailable(candidate, device)
+        why = bench.timing_unavailable(candidate, device)
         if why:
             pytest.skip(why)
-        profile = B_.BENCH_PROFILES["quick"]
-        layout = B_._layout_for(candidate)
-        nbytes = B_.minimum_bytes(candidate, B, T, dtype, layout)
-        sets = B_._sets_for(nbytes, profile)
-        contender = B_._CandidateContender(
-            candidate, [B_.make_batch(B, T, seed * 1_000_003 + 7919 * k + 1) for k in range(sets)],
-            dtype, device, layout, CallOptions())
-        driver = get_driver(candidate.info.framework)
+        profile = bench.BENCH_PROFILES["quick"]
+        timed = bench.timed_call(candidate, B, T, dtype, device=device, profile=profile, seed=seed)
         counter = itertools.count()
 
         def setup():
-            return (next(counter) % sets,), {}
+            return (next(counter) % timed.sets,), {}
 
-        def target(k):
-            contender.last_raw[k] = driver.run(contender.prepared[k], contender.options)
-
-        benchmark.extra_info.update(tokens=B * T, bytes=nbytes, dtype=dtype, device=device, layout=layout)
-        contender.call(0)  # the cold (compiling) call, outside the statistics
-        benchmark.pedantic(target, setup=setup, rounds=profile.rounds * 2, warmup_rounds=profile.warmup,
+        benchmark.extra_info.update(tokens=B * T, bytes=timed.bytes, dtype=dtype, device=device, layout=timed.layout)
+        timed.call(0)  # the cold (compiling) call, outside the statistics
+        benchmark.pedantic(timed.run, setup=setup, rounds=profile.rounds * 2, warmup_rounds=profile.warmup,
                            iterations=1)
-        problems = contender.check_outputs()
+        problems = timed.check_outputs()
         assert not problems, "; ".join(problems)
 
     return sapo_throughput
@@ -181,12 +196,21 @@ def _bench_items(parent, candidate, config):
 
 
 class SapoBench(pytest.Collector):
-    def __init__(self, *, candidate, **kwargs):
+    """Throughput items: timed in this process (whatever --sapo-isolate says)."""
+
+    def __init__(self, *, spec, **kwargs):
         super().__init__(**kwargs)
-        self.candidate = candidate
+        self.spec = spec
 
     def collect(self):
-        return _bench_items(self, self.candidate, self.config)
+        from .candidate import CandidateError
+        from .loading import load_candidate
+
+        try:
+            candidate = load_candidate(self.spec)
+        except CandidateError as exc:
+            return [SapoProblemItem.from_parent(self, name="load", problem=str(exc), skip=False)]
+        return _bench_items(self, candidate, self.config)
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -205,5 +229,5 @@ def pytest_collection_modifyitems(session, config, items):
         if not (bench_only and units):  # a candidate that cannot load or run still shows why
             items.extend(collected)
         if bench and units:
-            items.extend(SapoBench.from_parent(session, name=f"sapo-bench[{units[0].candidate.name}]",
-                                               candidate=units[0].candidate).collect())
+            items.extend(SapoBench.from_parent(session, name=f"sapo-bench[{suite.runner.candidate.name}]",
+                                               spec=spec).collect())

@@ -1,5 +1,6 @@
-"""Rendering reports: Markdown, a self-contained HTML page with SVG plots,
-JUnit XML, the cross-candidate matrix, and the diff of two reports.
+"""Rendering one report: the terminal summary, Markdown, a self-contained
+HTML page with SVG plots, and JUnit XML (comparing reports -- the diff and
+the cross-candidate matrix -- is ``compare``'s).
 
 Everything a candidate provides (its name, version, description, error
 messages) is untrusted text: the HTML escapes all of it, and the page
@@ -14,20 +15,21 @@ from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
 
 from . import bench
-from .report import _from_num
+from .report import from_num, verdict_text
 
 
-def _f(x) -> float | None:
+def to_float(x) -> float | None:
+    """A report number as a float; None for null or anything not a number."""
     if x is None:
         return None
     try:
-        return _from_num(x)
+        return from_num(x)
     except ValueError:
         return None
 
 
 def _fmt(x) -> str:
-    v = _f(x)
+    v = to_float(x)
     if v is None:
         return "-"
     if math.isinf(v) or math.isnan(v):
@@ -42,7 +44,7 @@ def group_summary(report: dict) -> list[dict]:
         g = groups.setdefault(rec["group"], {"group": rec["group"], "pass": 0, "fail": 0, "error": 0, "skip": 0,
                                                "worst": 0.0})
         g[rec["status"]] += 1
-        err, bound = _f(rec.get("max_error")), _f(rec.get("bound"))
+        err, bound = to_float(rec.get("max_error")), to_float(rec.get("bound"))
         if err is not None and bound:
             g["worst"] = max(g["worst"], err / bound)
     return list(groups.values())
@@ -67,6 +69,17 @@ def compilation_text(candidate: dict) -> str | None:
     return text + ("; shape buckets used" if buckets else "; no shape buckets")
 
 
+def candidate_table(rows: list[dict]) -> str:
+    """``sapo-conformance list``: one line per registered candidate."""
+    table = [("NAME", "FRAMEWORK", "VERSION", "DTYPES", "DEVICES", "PROFILE", "RUNS HERE")]
+    for r in rows:
+        runs = f"yes ({', '.join(r['here'])})" if r["runs_here"] else f"no: {r['reason']}"
+        table.append((r["name"], r["framework"], r["version"], ",".join(r["dtypes"]) or "-",
+                      ",".join(r["devices"]) or "-", r["profile"], runs))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in table)
+
+
 def terminal_summary(report: dict) -> str:
     rows = [("GROUP", "PASS", "FAIL", "ERROR", "WORST ERROR / BOUND")]
     for g in group_summary(report):
@@ -79,8 +92,9 @@ def terminal_summary(report: dict) -> str:
         lines.append(render_throughput_text(cand["name"], report["throughput"]))
     if compilation_text(cand):
         lines.append(f"{cand['name']}: {compilation_text(cand)}")
-    lines.append(f"{cand['name']}: {report['verdict'].upper()} -- {s['pass']} passed, {s['fail']} failed, "
-                 f"{s['error']} errors of {s['total']} checks in {report['duration_s']:.1f} s")
+    lines.append(f"{cand['name']}: {verdict_text(report).upper()} -- {s['pass']} passed, {s['fail']} failed, "
+                 f"{s['error']} errors of {s['total']} records (one per compared quantity of each check unit) "
+                 f"in {report['duration_s']:.1f} s")
     for rec, others in failures_by_check(report):
         more = f" (and {len(others)} more dtype/mode runs)" if others else ""
         lines.append(f"  {rec['status'].upper()} {rec['id']}{more}: {rec['message']}")
@@ -94,7 +108,8 @@ def terminal_summary(report: dict) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _md(text) -> str:
+def md_escape(text) -> str:
+    """Text safe in a Markdown table cell (no "|", no line breaks)."""
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
@@ -214,11 +229,11 @@ def _throughput_markdown(section: dict | None) -> list[str]:
     if not section:
         return []
     if section.get("error"):
-        return ["", "## Throughput", "", _md(f"Throughput {section['error']}.")]
+        return ["", "## Throughput", "", md_escape(f"Throughput {section['error']}.")]
     head = throughput_header(section)
-    out = ["", "## Throughput", "", _md(_throughput_intro(section)) + ".", "",
+    out = ["", "## Throughput", "", md_escape(_throughput_intro(section)) + ".", "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in throughput_rows(section)]
+    out += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in throughput_rows(section)]
     return out
 
 
@@ -264,12 +279,12 @@ def _throughput_svg(section: dict, dtype: str, name: str, width=460, height=240)
             continue
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y, _, _ in v)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}>'
-                     f"<title>{_e(labels[key])}</title></polyline>")
+                     f"<title>{html_escape(labels[key])}</title></polyline>")
         parts += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>'
                   f'<line x1="{sx(x):.1f}" y1="{sy(lo):.1f}" x2="{sx(x):.1f}" y2="{sy(hi):.1f}" stroke="{color}"/>'
                   for x, y, lo, hi in v]
     legend = "".join(
-        f'<text x="{pad + 150 * i}" y="{height - 26}" font-size="10" fill="{color}">— {_e(labels[key])}</text>'
+        f'<text x="{pad + 150 * i}" y="{height - 26}" font-size="10" fill="{color}">— {html_escape(labels[key])}</text>'
         for i, (key, color, _) in enumerate(_SERIES) if series[key])
     ystep = max(1, math.ceil((yhi - ylo) / 10))  # at most about ten labelled decades per axis
     xstep = max(1, math.ceil((xhi - xlo) / 10))
@@ -279,7 +294,7 @@ def _throughput_svg(section: dict, dtype: str, name: str, width=460, height=240)
                      for k in range(math.ceil(xlo), math.floor(xhi) + 1, xstep))
     title = f"{dtype}: tokens/s against tokens per batch (log-log; bars: quartiles)"
     return (f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" role="img">'
-            f'<title>{_e(title)}</title><text x="{pad}" y="14" font-size="11">{_e(title)}</text>{ticks}'
+            f'<title>{html_escape(title)}</title><text x="{pad}" y="14" font-size="11">{html_escape(title)}</text>{ticks}'
             + "".join(parts) + legend
             + f'<text x="{pad}" y="{height - 8}" font-size="10">tokens 1e{xlo:.1f} to 1e{xhi:.1f} (x); '
             f"tokens/s (y)</text></svg>")
@@ -289,13 +304,13 @@ def _throughput_html(section: dict | None, name: str) -> str:
     if not section:
         return ""
     if section.get("error"):
-        return f"<h2>Throughput</h2><p>Throughput {_e(section['error'])}.</p>"
-    head = "".join(f"<th>{_e(h)}</th>" for h in throughput_header(section))
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in throughput_rows(section))
+        return f"<h2>Throughput</h2><p>Throughput {html_escape(section['error'])}.</p>"
+    head = "".join(f"<th>{html_escape(h)}</th>" for h in throughput_header(section))
+    body = "".join("<tr>" + "".join(f"<td>{html_escape(c)}</td>" for c in row) + "</tr>" for row in throughput_rows(section))
     dtypes = list(dict.fromkeys(r["dtype"] for r in section["rows"]))
     plots = [p for p in (_throughput_svg(section, d, name) for d in dtypes) if p]
     plot_html = '<div class="plots">' + "".join(plots) + "</div>" if plots else ""
-    return (f"<h2>Throughput</h2><p>{_e(_throughput_intro(section))}.</p>{plot_html}"
+    return (f"<h2>Throughput</h2><p>{html_escape(_throughput_intro(section))}.</p>{plot_html}"
             f"<table><tr>{head}</tr>{body}</table>")
 
 
@@ -304,24 +319,24 @@ def render_markdown(report: dict) -> str:
     s = report["summary"]
     run = report["run"]
     out = [
-        f"# SAPO conformance report: {_md(c['name'])}",
+        f"# SAPO conformance report: {md_escape(c['name'])}",
         "",
-        f"**Verdict: {report['verdict']}** — {s['pass']} passed, {s['fail']} failed, {s['error']} errors, "
-        f"{s['skip']} skipped of {s['total']} checks.",
+        f"**Verdict: {md_escape(verdict_text(report))}** — {s['pass']} passed, {s['fail']} failed, "
+        f"{s['error']} errors, {s['skip']} skipped of {s['total']} records.",
         "",
         "| | |",
         "|---|---|",
-        f"| candidate | `{_md(c['spec'])}` ({_md(c['framework'])} {_md(c['framework_version'])}"
-        f"{', version ' + _md(c['version']) if c.get('version') else ''}) |",
-        f"| claims | profile `{_md(c['profile'])}`; dtypes {_md(', '.join(c['dtypes']))}; modes "
-        f"{_md(', '.join(c['loss_agg_modes']))} |",
-        *([f"| compilation | {_md(compilation_text(c))} |"] if compilation_text(c) else []),
-        f"| run | profile `{_md(run['profile'])}`, seed {run['seed']}, device {_md(run['device'])}, "
+        f"| candidate | `{md_escape(c['spec'])}` ({md_escape(c['framework'])} {md_escape(c['framework_version'])}"
+        f"{', version ' + md_escape(c['version']) if c.get('version') else ''}) |",
+        f"| claims | profile `{md_escape(c['profile'])}`; dtypes {md_escape(', '.join(c['dtypes']))}; modes "
+        f"{md_escape(', '.join(c['loss_agg_modes']))} |",
+        *([f"| compilation | {md_escape(compilation_text(c))} |"] if compilation_text(c) else []),
+        f"| run | profile `{md_escape(run['profile'])}`, seed {run['seed']}, device {md_escape(run['device'])}, "
         f"{report['duration_s']:.1f} s |",
-        f"| harness | {_md(report['harness']['version'])} (oracle {_md(report['harness']['oracle_version'])}) |",
-        f"| environment | Python {_md(report['environment']['python'])}, "
-        f"{_md(', '.join(f'{k} {v}' for k, v in report['environment']['packages'].items()))} |",
-        f"| created | {_md(report['created'])} (run `{_md(report.get('run_id', ''))}`) |",
+        f"| harness | {md_escape(report['harness']['version'])} (oracle {md_escape(report['harness']['oracle_version'])}) |",
+        f"| environment | Python {md_escape(report['environment']['python'])}, "
+        f"{md_escape(', '.join(f'{k} {v}' for k, v in report['environment']['packages'].items()))} |",
+        f"| created | {md_escape(report['created'])} (run `{md_escape(report.get('run_id', ''))}`) |",
         "",
         "## Summary by group",
         "",
@@ -329,15 +344,15 @@ def render_markdown(report: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for g in group_summary(report):
-        out.append(f"| {_md(g['group'])} | {g['pass']} | {g['fail']} | {g['error']} | {g['skip']} | "
+        out.append(f"| {md_escape(g['group'])} | {g['pass']} | {g['fail']} | {g['error']} | {g['skip']} | "
                    f"{g['worst']:.3f} |")
     failing = failures_by_check(report)
     if failing:
         out += ["", "## Failures", "", "One section per failing check: its first failing run in full."]
         for r, others in failing:
-            out += ["", f"### `{_md(r['id'])}` — {r['status']}", "", _md(r["message"]) or "(no message)", ""]
+            out += ["", f"### `{md_escape(r['id'])}` — {r['status']}", "", md_escape(r["message"]) or "(no message)", ""]
             if others:
-                out += [f"Also failing: {', '.join('`' + _md(o) + '`' for o in others)}.", ""]
+                out += [f"Also failing: {', '.join('`' + md_escape(o) + '`' for o in others)}.", ""]
             if r.get("max_error") is not None:
                 out.append(f"Error {_fmt(r['max_error'])} (bound {_fmt(r['bound'])}) over {r['examples']} "
                            f"example(s).")
@@ -351,8 +366,8 @@ def render_markdown(report: dict) -> str:
             "has every run.", "", "| check | runs | pass | fail | error | worst error / bound | what |",
             "|---|---|---|---|---|---|---|"]
     for f in check_families(report):
-        out.append(f"| `{_md(f['check'])}` | {f['runs']} | {f['pass']} | {f['fail']} | {f['error']} | "
-                   f"{f['worst']:.3f} | {_md(f['title'])} |")
+        out.append(f"| `{md_escape(f['check'])}` | {f['runs']} | {f['pass']} | {f['fail']} | {f['error']} | "
+                   f"{f['worst']:.3f} | {md_escape(f['title'])} |")
     out += _throughput_markdown(report.get("throughput"))
     return "\n".join(out) + "\n"
 
@@ -367,7 +382,8 @@ def _ce_text(ce: dict) -> str:
 # HTML
 # ---------------------------------------------------------------------------
 
-_CSS = """
+#: the style sheet of every page (the report's, the matrix's)
+CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 h1{font-size:1.5em} h2{font-size:1.2em;margin-top:2em} table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #ccc;padding:3px 8px;font-size:.9em;text-align:left} th{background:#f3f3f3}
@@ -379,7 +395,8 @@ overflow-x:auto;white-space:pre-wrap;word-break:break-all} svg{background:#fff;b
 """
 
 
-def _e(text) -> str:
+def html_escape(text) -> str:
+    """Untrusted text escaped for HTML content and quoted attributes."""
     return html.escape(str(text), quote=True)
 
 
@@ -413,7 +430,7 @@ def _histogram_svg(values: list[float], bound: float, title: str, width=420, hei
                     f'height="{h:.1f}" fill="#4a78c2"/>')
     x0 = pad + (0 - lo) / (hi - lo) * pw
     return (f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" role="img">'
-            f'<title>{_e(title)}</title><text x="{pad}" y="14" font-size="11">{_e(title)}</text>'
+            f'<title>{html_escape(title)}</title><text x="{pad}" y="14" font-size="11">{html_escape(title)}</text>'
             + "".join(bars)
             + f'<line x1="{x0:.1f}" y1="18" x2="{x0:.1f}" y2="{20 + ph}" stroke="#b3261e" stroke-dasharray="3"/>'
             f'<text x="{pad}" y="{height - 8}" font-size="10">log10(error / bound): {lo:.1f} to {hi:.1f}; '
@@ -442,7 +459,7 @@ def _scatter_svg(points: list[tuple[float, float]], bound: float, title: str, wi
     dots = "".join(f'<circle cx="{sx(d):.1f}" cy="{sy(y):.1f}" r="1.8" fill="#4a78c2" fill-opacity=".6"/>'
                    for d, y in pts)
     return (f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" role="img">'
-            f'<title>{_e(title)}</title><text x="{pad}" y="14" font-size="11">{_e(title)}</text>{dots}'
+            f'<title>{html_escape(title)}</title><text x="{pad}" y="14" font-size="11">{html_escape(title)}</text>{dots}'
             f'<line x1="{pad}" y1="{sy(0):.1f}" x2="{pad + pw}" y2="{sy(0):.1f}" stroke="#b3261e" '
             f'stroke-dasharray="3"/><text x="{pad}" y="{height - 8}" font-size="10">log-ratio {dlo:.3g} to '
             f'{dhi:.3g} (x); log10(error / bound) (y); red line = bound</text></svg>')
@@ -452,7 +469,7 @@ def _plots(report: dict) -> str:
     """A histogram and a scatter per elementwise check with samples."""
     bounds = {}
     for rec in report["checks"]:
-        b = _f(rec.get("bound"))
+        b = to_float(rec.get("bound"))
         if b:
             bounds.setdefault(rec["check"], b)
     parts = []
@@ -460,7 +477,7 @@ def _plots(report: dict) -> str:
         bound = bounds.get(check)
         if not bound:
             continue
-        pts = [(_f(d), _f(e)) for d, e in zip(s.get("log_ratio", []), s.get("error", []))]
+        pts = [(to_float(d), to_float(e)) for d, e in zip(s.get("log_ratio", []), s.get("error", []))]
         pts = [(d, e) for d, e in pts if d is not None and e is not None]
         parts.append(_histogram_svg([e for _, e in pts], bound, f"{check}: error distribution"))
         parts.append(_scatter_svg(pts, bound, f"{check}: error vs log-ratio"))
@@ -476,7 +493,7 @@ def check_families(report: dict) -> list[dict]:
                                             "pass": 0, "fail": 0, "error": 0, "skip": 0, "worst": 0.0, "runs": 0})
         f[rec["status"]] += 1
         f["runs"] += 1
-        err, bound = _f(rec.get("max_error")), _f(rec.get("bound"))
+        err, bound = to_float(rec.get("max_error")), to_float(rec.get("bound"))
         if err is not None and bound:
             f["worst"] = max(f["worst"], err / bound)
     return list(fams.values())
@@ -489,39 +506,39 @@ def render_html(report: dict) -> str:
     rows = []
     for f in check_families(report):
         status = "error" if f["error"] else "fail" if f["fail"] else "pass"
-        rows.append(f'<tr class="{status}"><td><code>{_e(f["check"])}</code></td><td>{f["runs"]}</td>'
+        rows.append(f'<tr class="{status}"><td><code>{html_escape(f["check"])}</code></td><td>{f["runs"]}</td>'
                     f'<td>{f["pass"]}</td><td>{f["fail"]}</td><td>{f["error"]}</td><td>{f["worst"]:.3f}</td>'
-                    f'<td>{_e(f["title"])}</td></tr>')
+                    f'<td>{html_escape(f["title"])}</td></tr>')
     fails = []
     for r, others in failures_by_check(report):
         ce = r.get("counterexample")
-        also = f"<p>Also failing: {_e(', '.join(others))}</p>" if others else ""
-        fails.append(f'<h3><code>{_e(r["id"])}</code> — {_e(r["status"])}</h3><p>{_e(r["message"])}</p>{also}'
-                     + (f"<p>Counterexample:</p><pre>{_e(_ce_text(ce))}</pre>" if ce else "")
-                     + (f'<p>Reproduce:</p><pre>{_e(r["reproduce"])}</pre>' if r.get("reproduce") else ""))
+        also = f"<p>Also failing: {html_escape(', '.join(others))}</p>" if others else ""
+        fails.append(f'<h3><code>{html_escape(r["id"])}</code> — {html_escape(r["status"])}</h3><p>{html_escape(r["message"])}</p>{also}'
+                     + (f"<p>Counterexample:</p><pre>{html_escape(_ce_text(ce))}</pre>" if ce else "")
+                     + (f'<p>Reproduce:</p><pre>{html_escape(r["reproduce"])}</pre>' if r.get("reproduce") else ""))
     groups = "".join(
-        f'<tr><td>{_e(g["group"])}</td><td>{g["pass"]}</td><td>{g["fail"]}</td><td>{g["error"]}</td>'
+        f'<tr><td>{html_escape(g["group"])}</td><td>{g["pass"]}</td><td>{g["fail"]}</td><td>{g["error"]}</td>'
         f'<td>{g["skip"]}</td><td>{g["worst"]:.3f}</td></tr>' for g in group_summary(report))
     env = report["environment"]
     packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items())
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>SAPO conformance: {_e(c["name"])}</title>
-<meta name="viewport" content="width=device-width,initial-scale=1"><style>{_CSS}</style></head><body>
-<h1>SAPO conformance report: {_e(c["name"])}</h1>
-<p class="verdict-{_e(report["verdict"])}"><strong>Verdict: {_e(report["verdict"])}</strong> — {s["pass"]} passed,
-{s["fail"]} failed, {s["error"]} errors, {s["skip"]} skipped of {s["total"]} checks.</p>
+<html lang="en"><head><meta charset="utf-8"><title>SAPO conformance: {html_escape(c["name"])}</title>
+<meta name="viewport" content="width=device-width,initial-scale=1"><style>{CSS}</style></head><body>
+<h1>SAPO conformance report: {html_escape(c["name"])}</h1>
+<p class="verdict-{html_escape(report["verdict"])}"><strong>Verdict: {html_escape(verdict_text(report))}</strong> — {s["pass"]} passed,
+{s["fail"]} failed, {s["error"]} errors, {s["skip"]} skipped of {s["total"]} records.</p>
 <table>
-<tr><th>candidate</th><td><code>{_e(c["spec"])}</code> ({_e(c["framework"])} {_e(c["framework_version"])}
-{_e(c.get("version") or "")}) — {_e(c.get("description") or "")}</td></tr>
-<tr><th>claims</th><td>profile <code>{_e(c["profile"])}</code>; dtypes {_e(", ".join(c["dtypes"]))};
-modes {_e(", ".join(c["loss_agg_modes"]))}; devices {_e(", ".join(c["devices"]))}</td></tr>
-{f"<tr><th>compilation</th><td>{_e(compilation_text(c))}</td></tr>" if compilation_text(c) else ""}
-<tr><th>run</th><td>profile <code>{_e(run["profile"])}</code>, seed {_e(run["seed"])}, device {_e(run["device"])},
-{report["duration_s"]:.1f} s, <code>{_e(report["command"])}</code></td></tr>
-<tr><th>harness</th><td>{_e(report["harness"]["version"])} (oracle {_e(report["harness"]["oracle_version"])})</td></tr>
-<tr><th>environment</th><td>Python {_e(env["python"])} on {_e(env["platform"])}; {_e(packages)};
-devices {_e(", ".join(env["devices"]))}</td></tr>
-<tr><th>created</th><td>{_e(report["created"])} (run <code>{_e(report.get("run_id", ""))}</code>)</td></tr>
+<tr><th>candidate</th><td><code>{html_escape(c["spec"])}</code> ({html_escape(c["framework"])} {html_escape(c["framework_version"])}
+{html_escape(c.get("version") or "")}) — {html_escape(c.get("description") or "")}</td></tr>
+<tr><th>claims</th><td>profile <code>{html_escape(c["profile"])}</code>; dtypes {html_escape(", ".join(c["dtypes"]))};
+modes {html_escape(", ".join(c["loss_agg_modes"]))}; devices {html_escape(", ".join(c["devices"]))}</td></tr>
+{f"<tr><th>compilation</th><td>{html_escape(compilation_text(c))}</td></tr>" if compilation_text(c) else ""}
+<tr><th>run</th><td>profile <code>{html_escape(run["profile"])}</code>, seed {html_escape(run["seed"])}, device {html_escape(run["device"])},
+{report["duration_s"]:.1f} s, <code>{html_escape(report["command"])}</code></td></tr>
+<tr><th>harness</th><td>{html_escape(report["harness"]["version"])} (oracle {html_escape(report["harness"]["oracle_version"])})</td></tr>
+<tr><th>environment</th><td>Python {html_escape(env["python"])} on {html_escape(env["platform"])}; {html_escape(packages)};
+devices {html_escape(", ".join(env["devices"]))}</td></tr>
+<tr><th>created</th><td>{html_escape(report["created"])} (run <code>{html_escape(report.get("run_id", ""))}</code>)</td></tr>
 </table>
 <h2>Summary by group</h2>
 <table><tr><th>group</th><th>pass</th><th>fail</th><th>error</th><th>skip</th><th>worst error / bound</th></tr>
@@ -563,165 +580,5 @@ def render_junit(report: dict) -> str:
         cases.append(f"  <testcase {attrs}>{body}</testcase>")
     return (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name={quoteattr(name)} tests="{s["total"]}" '
             f'failures="{s["fail"]}" errors="{s["error"]}" skipped="{s["skip"]}" time="{report["duration_s"]}">\n'
+            f'  <properties><property name="verdict" value={quoteattr(verdict_text(report))}/></properties>\n'
             + "\n".join(cases) + "\n</testsuite>\n")
-
-
-# ---------------------------------------------------------------------------
-# the matrix of several candidates
-# ---------------------------------------------------------------------------
-
-
-def matrix(entries: list[dict]) -> dict:
-    """entries: {"name", "status" ("ran" | "unavailable" | "error"), "reason", "report"?}
-    -> rows of check family x candidate: the worst status over dtypes and modes."""
-    order = {"error": 3, "fail": 2, "pass": 1, "skip": 0}
-    checks: dict[str, dict] = {}
-    for e in entries:
-        for r in (e.get("report") or {}).get("checks", []):
-            cell = checks.setdefault(r["check"], {})
-            prev = cell.get(e["name"])
-            if prev is None or order[r["status"]] > order[prev]:
-                cell[e["name"]] = r["status"]
-    return {
-        "schema": "sapo-conformance.matrix",
-        "schema_version": 1,
-        "candidates": [{"name": e["name"], "status": e["status"], "reason": e.get("reason", ""),
-                        "verdict": (e.get("report") or {}).get("verdict")} for e in entries],
-        "checks": {k: checks[k] for k in sorted(checks)},
-    }
-
-
-def render_matrix_markdown(m: dict) -> str:
-    names = [c["name"] for c in m["candidates"]]
-    out = ["# SAPO conformance matrix", "", "| candidate | verdict |", "|---|---|"]
-    for c in m["candidates"]:
-        verdict = c["verdict"] or f"{c['status']}: {c['reason']}"
-        out.append(f"| {_md(c['name'])} | {_md(verdict)} |")
-    out += ["", "| check | " + " | ".join(_md(n) for n in names) + " |", "|---|" + "---|" * len(names)]
-    for check, cells in m["checks"].items():
-        out.append(f"| `{_md(check)}` | " + " | ".join(cells.get(n, "-") for n in names) + " |")
-    return "\n".join(out) + "\n"
-
-
-def render_matrix_html(m: dict) -> str:
-    names = [c["name"] for c in m["candidates"]]
-    head = "".join(f"<th>{_e(n)}</th>" for n in names)
-    verdicts = "".join(
-        f'<tr><td>{_e(c["name"])}</td><td class="{_e(c["verdict"] or "skip")}">'
-        f'{_e(c["verdict"] or c["status"] + ": " + c["reason"])}</td></tr>' for c in m["candidates"])
-    rows = "".join(
-        f"<tr><td><code>{_e(check)}</code></td>" + "".join(
-            f'<td class="{_e(cells.get(n, "skip"))}">{_e(cells.get(n, "-"))}</td>' for n in names) + "</tr>"
-        for check, cells in m["checks"].items())
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>SAPO conformance matrix</title><style>{_CSS}
-.conformant{{background:#e7f6e7}} .non-conformant{{background:#fbe3e3}}</style></head><body>
-<h1>SAPO conformance matrix</h1><table><tr><th>candidate</th><th>verdict</th></tr>{verdicts}</table>
-<table><tr><th>check</th>{head}</tr>{rows}</table></body></html>
-"""
-
-
-# ---------------------------------------------------------------------------
-# diff
-# ---------------------------------------------------------------------------
-
-#: an error that grows by more than this factor (and beyond 10 % of its
-#: bound) is a regression
-GROWTH_FACTOR = 2.0
-
-
-def _throughput_by_key(report: dict) -> dict:
-    tp = report.get("throughput") or {}
-    return {(f"{r['shape'][0]}x{r['shape'][1]}", r["dtype"]): r for r in tp.get("rows", [])
-            if r.get("status") in ("ok", "invalid")}
-
-
-def throughput_changes(old: dict, new: dict) -> list[dict]:
-    """Per shape x dtype timed in both: old and new medians, their ratio as a
-    change with the range the two runs' quartiles give, the roofline
-    fractions (which survive a change of machine better) with theirs, and
-    which of the two reports marks the row noisy."""
-    olds, news = _throughput_by_key(old), _throughput_by_key(new)
-    out = []
-    for key in sorted(set(olds) & set(news), key=lambda k: (k[1], olds[k]["tokens"])):
-        o, n = olds[key], news[key]
-        om, nm = o["candidate"]["median_s"], n["candidate"]["median_s"]
-        lo, hi = bench.ratio_range(n["candidate"], o["candidate"])
-        out.append({"shape": key[0], "dtype": key[1], "old_median_s": om, "new_median_s": nm,
-                    "change": nm / om - 1.0, "change_range": [lo - 1.0, hi - 1.0],
-                    "old_roofline": o["roofline_fraction"], "new_roofline": n["roofline_fraction"],
-                    "old_roofline_range": bench.row_ratios(o)["roofline"][1:],
-                    "new_roofline_range": bench.row_ratios(n)["roofline"][1:],
-                    "noisy": {which: noise_note(r, rep["throughput"]["baseline"])
-                              for which, r, rep in (("old", o, old), ("new", n, new)) if bench.is_noisy(r)}})
-    return out
-
-
-def diff_reports(old: dict, new: dict, *, slower_threshold: float | None = None,
-                 include_noisy: bool = False) -> dict:
-    """What changed.  A regression: a new failure, an error that grew
-    markedly, or (only when ``slower_threshold`` is given, in percent) a
-    throughput median that got slower by more than that.  Rows noisy in
-    either report are not judged (listed in ``ignored_noisy``) unless
-    ``include_noisy``."""
-    olds = {r["id"]: r for r in old["checks"]}
-    news = {r["id"]: r for r in new["checks"]}
-    bad = ("fail", "error")
-    out = {"new_failures": [], "fixed": [], "error_growth": [], "added": [], "removed": []}
-    for rid, n in news.items():
-        o = olds.get(rid)
-        if o is None:
-            out["added"].append(rid)
-            if n["status"] in bad:
-                out["new_failures"].append(rid)
-            continue
-        if n["status"] in bad and o["status"] not in bad:
-            out["new_failures"].append(rid)
-        elif o["status"] in bad and n["status"] not in bad:
-            out["fixed"].append(rid)
-        eo, en, b = _f(o.get("max_error")), _f(n.get("max_error")), _f(n.get("bound"))
-        if eo is not None and en is not None and b and en > GROWTH_FACTOR * max(eo, 1e-300) and en > 0.1 * b:
-            out["error_growth"].append({"id": rid, "old": eo, "new": en, "bound": b})
-    out["removed"] = sorted(set(olds) - set(news))
-    out["throughput"] = throughput_changes(old, new)
-    out["slower_threshold"] = slower_threshold
-    out["include_noisy"] = include_noisy
-    skip_noisy = slower_threshold is not None and not include_noisy
-    out["ignored_noisy"] = [t for t in out["throughput"] if skip_noisy and t["noisy"]]
-    out["slower"] = [] if slower_threshold is None else [
-        t for t in out["throughput"] if t["change"] * 100 > slower_threshold and not (skip_noisy and t["noisy"])]
-    out["same_machine"] = (old.get("environment", {}).get("platform") == new.get("environment", {}).get("platform")
-                           and old.get("environment", {}).get("devices") == new.get("environment", {}).get("devices"))
-    out["regression"] = bool(out["new_failures"] or out["error_growth"] or out["slower"])
-    out["verdicts"] = [old["verdict"], new["verdict"]]
-    return out
-
-
-def render_diff(d: dict) -> str:
-    lines = [f"verdict: {d['verdicts'][0]} -> {d['verdicts'][1]}"]
-    for key, label in (("new_failures", "new failures"), ("fixed", "fixed"), ("added", "new checks"),
-                       ("removed", "removed checks")):
-        if d[key]:
-            lines.append(f"{label} ({len(d[key])}):")
-            lines += [f"  {rid}" for rid in d[key][:50]]
-    if d["error_growth"]:
-        lines.append(f"error growth ({len(d['error_growth'])}):")
-        lines += [f"  {g['id']}: {g['old']:.3g} -> {g['new']:.3g} (bound {g['bound']:g})" for g in d["error_growth"]]
-    if d["throughput"]:
-        note = "" if d["same_machine"] else " (different machines: compare the roofline fractions)"
-        lines.append(f"throughput (median per call, old -> new; ranges from the quartiles){note}:")
-        slower = {(t["shape"], t["dtype"]) for t in d["slower"]}
-        for t in d["throughput"]:
-            flags = [f"{which}: {what}" for which, what in t["noisy"].items()]
-            if (t["shape"], t["dtype"]) in slower:
-                flags.append(f"SLOWER than the {d['slower_threshold']:g}% allowed")
-            lo, hi = t["change_range"]
-            roofs = [format_ratio(t[f"{w}_roofline"], *t[f"{w}_roofline_range"], percent=True) for w in ("old", "new")]
-            lines.append(f"  {t['shape']} {t['dtype']}: {format_seconds(t['old_median_s'])} -> "
-                         f"{format_seconds(t['new_median_s'])} ({100 * t['change']:+.1f}%, range {100 * lo:+.1f}% "
-                         f"to {100 * hi:+.1f}%), roofline {roofs[0]} -> {roofs[1]}" + "".join(f"  {f}" for f in flags))
-    if d["ignored_noisy"]:
-        lines.append("ignored as noisy by --fail-slower (noisy in either report; --include-noisy judges them): "
-                     + ", ".join(f"{t['shape']} {t['dtype']}" for t in d["ignored_noisy"]))
-    lines.append("REGRESSION" if d["regression"] else "no regression")
-    return "\n".join(lines)

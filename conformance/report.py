@@ -59,7 +59,7 @@ import numpy as np
 from sapo_ref._version import ORACLE_VERSION, __version__
 
 from .candidate import Batch, CallOptions, Candidate
-from .checks import Counterexample, Record
+from .suite.records import Counterexample, Record
 
 SCHEMA = "sapo-conformance.report"
 SCHEMA_VERSION = 1
@@ -85,7 +85,9 @@ def _num(x):
     return x
 
 
-def _from_num(x):
+def from_num(x) -> float:
+    """A number as the report writes it (a JSON number, or "nan", "inf",
+    "-inf") as a float; ValueError for anything else (bools included)."""
     if isinstance(x, str):
         if x in ("nan", "inf", "-inf"):
             return float(x)
@@ -110,7 +112,7 @@ def _array_from_json(v, name: str, *, boolean: bool = False) -> np.ndarray:
                 raise ValueError("mask values must be true/false")
             return arr
         obj = np.asarray(v, dtype=object)
-        return np.vectorize(_from_num, otypes=[np.float64])(obj) if obj.size else obj.astype(np.float64)
+        return np.vectorize(from_num, otypes=[np.float64])(obj) if obj.size else obj.astype(np.float64)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"counterexample {name}: {exc}") from None
 
@@ -165,12 +167,12 @@ def decode_record(d: dict) -> Record:
     try:
         return Record(check=str(d["check"]), group=str(d["group"]), title=str(d["title"]), dtype=str(d["dtype"]),
                       mode=d["mode"], device=str(d["device"]), status=d["status"] if d["status"] in STATUSES
-                      else "error", max_error=None if d["max_error"] is None else _from_num(d["max_error"]),
-                      bound=None if d["bound"] is None else _from_num(d["bound"]), examples=int(d["examples"]),
+                      else "error", max_error=None if d["max_error"] is None else from_num(d["max_error"]),
+                      bound=None if d["bound"] is None else from_num(d["bound"]), examples=int(d["examples"]),
                       duration_s=float(d["duration_s"]), message=str(d["message"]),
                       counterexample=None if d["counterexample"] is None
                       else decode_counterexample(d["counterexample"]),
-                      samples=[(_from_num(a), _from_num(b)) for a, b in d["samples"]])
+                      samples=[(from_num(a), from_num(b)) for a, b in d["samples"]])
     except (KeyError, TypeError) as exc:
         raise ValueError(f"malformed record: {exc}") from None
 
@@ -237,7 +239,8 @@ def record_to_json(rec: Record, report_path: str) -> dict:
         "duration_s": round(rec.duration_s, 6),
         "message": rec.message,
         "counterexample": encode_counterexample(rec.counterexample),
-        "reproduce": reproduce_command(report_path, rec.id) if rec.status in ("fail", "error") else None,
+        "reproduce": reproduce_command(report_path, rec.id) if rec.status in ("fail", "error") and rec.group != "run"
+        else None,
     }
 
 
@@ -248,9 +251,18 @@ def summarize(records: list) -> dict:
     return {"total": len(records), **counts}
 
 
+def verdict_text(report: dict) -> str:
+    """The verdict as every format shows it: "conformant", "non-conformant",
+    with "(partial: ...)" when the run was restricted to some checks, dtypes
+    or modes."""
+    partial = report["run"].get("partial") or []
+    return report["verdict"] + (f" (partial: {'; '.join(partial)})" if partial else "")
+
+
 def build_report(candidate: Candidate, spec: str, records: list[Record], *, profile: str, seed: int, device: str,
                  dtypes, modes, checks, duration_s: float, command: str, report_path: str = "report.json",
-                 throughput: dict | None = None, compilations: int | None = None) -> dict:
+                 throughput: dict | None = None, compilations: int | None = None,
+                 partial: list[str] | None = None) -> dict:
     recs = [record_to_json(r, report_path) for r in records]
     summary = summarize(recs)
     verdict = "conformant" if summary["fail"] == 0 and summary["error"] == 0 and summary["pass"] > 0 \
@@ -266,7 +278,7 @@ def build_report(candidate: Candidate, spec: str, records: list[Record], *, prof
         "environment": environment(device),
         "candidate": {"spec": spec, **candidate.info.as_dict(), "compilations": compilations},
         "run": {"profile": profile, "seed": seed, "device": device, "dtypes": list(dtypes),
-                "loss_agg_modes": list(modes), "checks": list(checks or ["*"])},
+                "loss_agg_modes": list(modes), "checks": list(checks or ["*"]), "partial": list(partial or [])},
         "verdict": verdict,
         "summary": summary,
         "checks": recs,
@@ -321,8 +333,9 @@ def dumps(report: dict) -> str:
     return json.dumps(report, indent=1, allow_nan=False) + "\n"
 
 
-def load_report(path) -> dict:
-    """Read and validate a report; ReportError naming the file otherwise."""
+def read_json(path):
+    """The strict JSON in a file (no bare NaN/Infinity); ReportError naming
+    the file if it cannot be read or parsed."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -331,9 +344,15 @@ def load_report(path) -> dict:
     except UnicodeDecodeError:
         raise ReportError(f"{path}: not a UTF-8 text file") from None
     try:
-        data = json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"bare {c}")))
+        return json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"bare {c}")))
     except (ValueError, RecursionError) as exc:
         raise ReportError(f"{path}: not valid JSON ({exc})") from None
+
+
+def load_report(path) -> dict:
+    """Read and validate a report; ReportError naming the file otherwise."""
+    path = Path(path)
+    data = read_json(path)
     problem = validate(data)
     if problem:
         raise ReportError(f"{path}: {problem}")
@@ -383,7 +402,7 @@ REPORT_SPEC = {
                   "description?": str, "profile": str, "dtypes": _STRS, "loss_agg_modes": _STRS,
                   "devices": _STRS, "shape_buckets?": bool, "compilations?": (int, None)},
     "run": {"profile": str, "seed": int, "device": str, "dtypes": _STRS, "loss_agg_modes": _STRS,
-            "checks": _STRS},
+            "checks": _STRS, "partial?": _STRS},
     "verdict": ("enum", "conformant", "non-conformant"),
     "summary": {"total": int, "pass": int, "fail": int, "error": int, "skip": int},
     "checks": ("list", _RECORD),
@@ -403,7 +422,7 @@ def check_spec(value, spec, path: tuple = ()) -> str | None:
         return None if value is None else f"{_where(path)} must be null"
     if spec in (NUM, NONNEG, POSITIVE):
         try:
-            x = _from_num(value)
+            x = from_num(value)
         except ValueError:
             return f"{_where(path)} is not a number"
         ok = spec is NUM or (math.isfinite(x) and (x > 0 if spec is POSITIVE else x >= 0))

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import sapo_ref
-from conformance import golden, render
+from conformance import compare, golden, render
 from conformance.report import ReportError, build_report, dumps, load_report, validate
 
 FUZZ = settings(deadline=timedelta(seconds=5), suppress_health_check=[HealthCheck.too_slow,
@@ -122,7 +122,7 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.
 @pytest.fixture(scope="module")
 def real_report():
     from conformance.loading import load_candidate
-    from conformance.runner import plan, run_units
+    from conformance.suite import plan, run_units
 
     from dataclasses import replace
 
@@ -195,8 +195,8 @@ def _render_everything(original: dict, mutated: dict) -> None:
     render.render_html(mutated)
     render.render_junit(mutated)
     render.terminal_summary(mutated)
-    render.render_diff(render.diff_reports(original, mutated))
-    render.render_diff(render.diff_reports(mutated, original, slower_threshold=10))
+    compare.render_diff(compare.diff_reports(original, mutated))
+    compare.render_diff(compare.diff_reports(mutated, original, slower_threshold=10))
 
 
 TRICKY = ["nan", "inf", "-inf", None, 0, -1, 1, 1e300, -1e300, 1e-300, 5e-324, "", "x", [], {}, True, [1, 2], ["a"], {"a": 1}]

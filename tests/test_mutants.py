@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from conformance.runner import plan, run_units
+from conformance.suite import plan, run_units
 
 from .harness.conftest import BUILTINS, available_or_skip
 from .mutants import MUTANTS

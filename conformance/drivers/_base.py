@@ -6,14 +6,17 @@ import importlib.metadata
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from sapo_ref import METRIC_NAMES
 
 from .. import buckets
-from ..candidate import Batch, CallOptions, Candidate, CandidateError, KernelOutput, Output
+from ..types import Batch, CallOptions, CandidateError, KernelOutput, Output
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..candidate import Candidate
 
 INPUT_NAMES = ("logprob", "old_logprob", "advantages", "mask")
 
@@ -233,8 +236,8 @@ class Driver(ABC):
             padding_grad=padding_grad,
         )
 
-    def evaluate(self, candidate: Candidate, batch: Batch, dtype: str, device: str = "cpu",
-                 options: CallOptions = CallOptions(), layout: str | None = None) -> Output:
+    def call(self, candidate: Candidate, batch: Batch, dtype: str, device: str = "cpu",
+             options: CallOptions = CallOptions(), layout: str | None = None) -> Output:
         """prepare + run + collect: one call of the candidate, as NumPy.
 
         Every check's call of a kernel comes through here.  A candidate that

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from ..candidate import CandidateError
+from ..types import CandidateError
 from ._base import Driver
 
 

@@ -91,3 +91,5 @@ def crash_on_load():
 
 #: a candidate whose name is markup
 markup = _wrap("<script>alert(1)</script>", _base.kernel)
+#: raises on every call, whatever the dtype (a missing dependency looks like this)
+raises_always = _wrap("raises-always", lambda *args, **kwargs: _raise())

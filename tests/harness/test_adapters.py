@@ -32,8 +32,8 @@ def test_adapted_correct_implementations_pass(target, case_id):
 def test_adapters_pass_rollout_is_weights_through(target):
     """The weights checks reach the wrapped function's own weights argument;
     the same function with the weights dropped by the adapter is caught."""
-    from conformance.checks import CHECKS
-    from conformance.runner import Unit, run_units
+    from conformance.suite import CHECKS
+    from conformance.suite import Unit, run_units
 
     cand = load_candidate(f"{EX}:{target}")
     unit = Unit(next(c for c in CHECKS if c.name == "weights.random"), "float32", "seq-mean-token-mean")

@@ -20,7 +20,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from conformance import bench, cli, render
+from conformance import bench, cli, compare, render
 from conformance.candidate import CandidateError
 from conformance.loading import load_candidate
 from conformance.report import load_report, validate
@@ -393,8 +393,10 @@ def test_the_spread_fields_are_validated_and_optional():
 def test_quick_runs_and_partial_runs_skip_throughput(tmp_path):
     code, out, err = run_cli("run", "numpy-fp32", "--report-dir", str(tmp_path), *QUICK)
     assert code == cli.EXIT_OK and load_report(tmp_path / "report.json")["throughput"] is None
-    args = cli.build_parser().parse_args(["run", "x", "--check", "edge.*"])
-    assert cli._throughput_section(None, args, quiet=True) is None
+    from conformance import certify
+
+    partial = certify("numpy-fp32", profile="default", checks=["value.gate"], isolate=False)
+    assert partial.throughput is None and partial.partial == ["checks value.gate"]
 
 
 def _timed_report(*factors, rel_iqr=(0.125, 0.125)):
@@ -407,31 +409,31 @@ def _timed_report(*factors, rel_iqr=(0.125, 0.125)):
 
 def test_diff_shows_throughput_changes_with_their_range_and_gates_on_request():
     old, slow = _timed_report(), _timed_report(2, 2)
-    d = render.diff_reports(old, slow)
+    d = compare.diff_reports(old, slow)
     assert [t["change"] for t in d["throughput"]] == [1.0, 1.0]
     lo, hi = d["throughput"][0]["change_range"]
     assert lo < 1.0 < hi and (lo, hi) == (120 / 68 - 1, 136 / 60 - 1)  # new q1 / old q3, new q3 / old q1
     assert not d["regression"]  # without a threshold, throughput is shown, not judged
-    text = render.render_diff(d)
+    text = compare.render_diff(d)
     assert "+100.0%, range" in text and "4x256 float32" in text and "8x256 float32" in text
-    gated = render.diff_reports(old, slow, slower_threshold=10)
-    assert gated["regression"] and len(gated["slower"]) == 2 and "SLOWER" in render.render_diff(gated)
-    assert not render.diff_reports(old, _timed_report(1.05, 1.05), slower_threshold=10)["regression"]
+    gated = compare.diff_reports(old, slow, slower_threshold=10)
+    assert gated["regression"] and len(gated["slower"]) == 2 and "SLOWER" in compare.render_diff(gated)
+    assert not compare.diff_reports(old, _timed_report(1.05, 1.05), slower_threshold=10)["regression"]
 
 
 def test_diff_ignores_rows_noisy_in_either_report_unless_asked(tmp_path, capsys):
     old = _timed_report()
     slow_noisy = _timed_report(2, 2, rel_iqr=(0.125, 0.5))  # both 2x slower, 8x256 noisy
-    d = render.diff_reports(old, slow_noisy, slower_threshold=10)
+    d = compare.diff_reports(old, slow_noisy, slower_threshold=10)
     assert [t["shape"] for t in d["slower"]] == ["4x256"] and [t["shape"] for t in d["ignored_noisy"]] == ["8x256"]
-    text = render.render_diff(d)
+    text = compare.render_diff(d)
     assert "ignored as noisy by --fail-slower" in text and text.splitlines()[-2].endswith(": 8x256 float32")
     assert "new: NOISY: candidate IQR 50% of median" in text
-    assert len(render.diff_reports(old, slow_noisy, slower_threshold=10, include_noisy=True)["slower"]) == 2
+    assert len(compare.diff_reports(old, slow_noisy, slower_threshold=10, include_noisy=True)["slower"]) == 2
     # noisy in the old report counts too; without a threshold nothing is ignored
-    assert [t["shape"] for t in render.diff_reports(slow_noisy, _timed_report(4, 4), slower_threshold=10)[
+    assert [t["shape"] for t in compare.diff_reports(slow_noisy, _timed_report(4, 4), slower_threshold=10)[
         "ignored_noisy"]] == ["8x256"]
-    assert render.diff_reports(old, slow_noisy)["ignored_noisy"] == []
+    assert compare.diff_reports(old, slow_noisy)["ignored_noisy"] == []
 
     only_noisy_slower = _timed_report(1, 2, rel_iqr=(0.125, 0.5))
     paths = []

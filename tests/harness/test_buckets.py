@@ -18,7 +18,7 @@ from conformance import cli
 from conformance.buckets import MIN_COLS, MIN_ROWS, bucket, bucket_shape, pad, padded_dims
 from conformance.candidate import Batch, CallOptions
 from conformance.evaluate import evaluate
-from conformance.runner import plan, run_units
+from conformance.suite import plan, run_units
 from sapo_ref import LOSS_AGG_MODES, PROFILES
 
 from . import bucket_candidates as bc

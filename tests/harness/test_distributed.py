@@ -11,9 +11,9 @@ import pytest
 
 from conformance import distributed
 from conformance.candidate import Batch, CallOptions, CandidateError
-from conformance.checks import CHECKS
+from conformance.suite import CHECKS
 from conformance.loading import load_candidate
-from conformance.runner import plan, run_units
+from conformance.suite import plan, run_units
 
 from .conftest import available_or_skip
 
@@ -105,7 +105,7 @@ def test_a_failing_rank_is_an_error_and_no_process_is_left(kind, message):
 def test_the_check_records_a_failing_rank_as_an_error():
     cand = _crashing("raise")
     unit = next(c for c in CHECKS if c.name == "distributed.data-parallel")
-    from conformance.runner import Unit
+    from conformance.suite import Unit
 
     records = run_units(cand, [Unit(unit, "float32", "token-mean")], profile="quick")
     assert [r.status for r in records] == ["error"] and "rank 1 gave up" in records[0].message

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conformance import cli, golden, load_candidate
-from conformance.runner import plan, run_units
+from conformance.suite import plan, run_units
 
 from .conftest import available_or_skip
 
@@ -281,11 +281,11 @@ def test_run_golden_only(tmp_path, capsys):
 
 
 def test_missing_fixtures_skip_the_replay(tmp_path, monkeypatch):
-    from conformance import checks
+    from conformance.suite import golden_replay
 
     monkeypatch.setenv(golden.ENV_VAR, str(tmp_path / "nowhere"))
-    checks._GOLDEN_CACHE.clear()
+    golden_replay._CACHE.clear()
     cand = load_candidate("numpy-fp32")
     recs = run_units(cand, plan(cand, checks=["golden.*"], dtypes=["float32"], modes=["token-mean"]))
     assert [r.status for r in recs] == ["skip"] and "no golden fixture directory" in recs[0].message
-    checks._GOLDEN_CACHE.clear()
+    golden_replay._CACHE.clear()

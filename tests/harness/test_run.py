@@ -123,7 +123,7 @@ def test_html_escapes_what_a_candidate_provides(tmp_path):
     from conformance import load_candidate
     from conformance.render import render_html, render_markdown
     from conformance.report import build_report
-    from conformance.runner import plan, run_units
+    from conformance.suite import plan, run_units
 
     evil = load_candidate("numpy-fp32").with_info(name="<script>alert(1)</script>",
                                                   description='"><img src=x onerror=alert(2)>')

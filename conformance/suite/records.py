@@ -1,0 +1,158 @@
+"""What a check run records: one :class:`Record` per compared quantity.
+
+A record holds the worst error seen, in units of the tolerance scale, with
+the bound it was measured against; :meth:`Record.observe` is the only place
+a record is updated, so the status always follows from what it recorded.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..candidate import Batch, CallOptions, CandidateError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..evaluate import Evaluation
+    from ..tolerance import Comparison
+
+#: (log-ratio, error) points kept per record, for the report's plots
+MAX_SAMPLES = 200
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    batch: Batch | None
+    options: CallOptions
+    dtype: str
+    layout: str | None
+    case: str | None = None  # an edge case id, when the batch is too large to embed
+
+
+@dataclass
+class Record:
+    check: str  # e.g. "random:grad", "edge.exp-overflow:loss", "invariant.shards:consistency"
+    group: str
+    title: str
+    dtype: str
+    mode: str | None
+    device: str
+    status: str = "pass"  # pass | fail | error | skip
+    max_error: float | None = None  # the error of the worst observation (largest error / bound)
+    bound: float | None = None  # the bound of that observation
+    examples: int = 0
+    duration_s: float = 0.0
+    message: str = ""
+    counterexample: Counterexample | None = None
+    samples: list = field(default_factory=list)  # (log-ratio, error) pairs
+
+    @property
+    def id(self) -> str:
+        params = self.dtype if self.mode is None else f"{self.dtype},{self.mode}"
+        return f"{self.check}[{params}]"
+
+    @property
+    def ratio(self) -> float | None:
+        """The worst error / bound recorded (inf for an error against a bound of 0)."""
+        if self.max_error is None or self.bound is None:
+            return None
+        return _ratio(self.max_error, self.bound)
+
+    def observe(self, error: float, bound: float, *, passed: bool | None = None, message: str = "",
+                counterexample: Counterexample | None = None, samples=()) -> None:
+        """One comparison.  It fails if ``passed`` says so or its error
+        exceeds its bound; the first failure keeps its message and example."""
+        self.examples += 1
+        new = _ratio(error, bound)
+        old = self.ratio
+        if old is None or new > old or (new == old and error > (self.max_error or 0.0)):
+            self.max_error, self.bound = error, bound
+        if len(self.samples) < MAX_SAMPLES:
+            self.samples.extend(list(samples)[: MAX_SAMPLES - len(self.samples)])
+        failed = (passed is False) or not (new <= 1.0)
+        if failed and self.status == "pass":
+            self.status = "fail"
+            self.message = message or f"error {error:.3g} > {bound:g}"
+            self.counterexample = counterexample
+
+    def raised(self, exc: BaseException | str, counterexample: Counterexample | None = None) -> None:
+        """The candidate raised: an error, whatever was recorded before."""
+        self.status = "error"
+        self.message = exc if isinstance(exc, str) else describe_exception(exc)
+        self.counterexample = counterexample
+
+    def skip(self, reason: str) -> None:
+        self.status, self.message = "skip", reason
+
+
+def _ratio(error: float, bound: float) -> float:
+    if error != error:
+        return math.inf
+    if bound > 0:
+        return error / bound
+    return 0.0 if error <= 0 else math.inf
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line: the type, the first line of the message, and where."""
+    if isinstance(exc, CandidateError):
+        return str(exc)
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
+    first = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {first[0] if first else ''}{where}"
+
+
+def comparison_samples(ev: Evaluation, comp: Comparison) -> list:
+    """(log-ratio, error) of the masked-in tokens of an elementwise
+    comparison: the largest errors and an even spread of the others."""
+    if comp.per_element is None:
+        return []
+    inp = ev.output.inputs
+    with np.errstate(invalid="ignore"):
+        d = inp.logprob - inp.old_logprob
+    sel = inp.mask.astype(bool) & np.isfinite(comp.per_element) & np.isfinite(d)
+    d, e = d[sel], comp.per_element[sel]
+    if d.size > MAX_SAMPLES:
+        keep = np.argsort(e)[-MAX_SAMPLES // 2:]
+        rest = np.setdiff1d(np.arange(d.size), keep)
+        keep = np.concatenate([keep, rest[:: max(1, rest.size // (MAX_SAMPLES // 2))]])
+        d, e = d[keep], e[keep]
+    return [(float(a), float(b)) for a, b in zip(d, e)]
+
+
+class Tally:
+    """The records of one check run (a unit), one per compared quantity."""
+
+    def __init__(self, check: str, group: str, title: str, dtype: str, mode: str | None, device: str):
+        self.base = dict(group=group, title=title, dtype=dtype, mode=mode, device=device)
+        self.check = check
+        self.dtype, self.mode, self.device = dtype, mode, device
+        self.records: dict[str, Record] = {}
+
+    def record(self, quantity: str) -> Record:
+        if quantity not in self.records:
+            self.records[quantity] = Record(check=f"{self.check}:{quantity}", **self.base)
+        return self.records[quantity]
+
+    def add(self, ev: Evaluation, example: Counterexample) -> None:
+        """Every comparison of an evaluation, each into its quantity's record."""
+        for comp in ev.comparisons:
+            rec = self.record(comp.quantity)
+            samples = comparison_samples(ev, comp) if len(rec.samples) < MAX_SAMPLES else ()
+            rec.observe(comp.error, comp.k, passed=comp.passed,
+                        message=comp.detail or f"error {comp.error:.3g} > {comp.k:g}",
+                        counterexample=example, samples=samples)
+
+    def raised(self, quantity: str, exc: BaseException, example: Counterexample | None) -> None:
+        self.record(quantity).raised(exc, example)
+
+    def finish(self, duration: float) -> list[Record]:
+        out = list(self.records.values())
+        for rec in out:
+            rec.duration_s = duration / max(len(out), 1)
+        return out
