@@ -29,8 +29,8 @@ class UsageError(Exception):
     """Bad input from the user: printed as one line, exit 2."""
 
 
-def _err(message: str) -> None:
-    print(f"sapo-conformance: {message}", file=sys.stderr)  # one line: what is wrong, and what to do
+def _err(message: str) -> None:  # one line: what is wrong, and what to do
+    print(f"sapo-conformance: {message}", file=sys.stderr)
 
 
 def _cmd_selfcheck(args) -> int:
@@ -77,12 +77,9 @@ def _cmd_run(args) -> int:
     try:
         report = pipeline.certify(spec, isolate=args.isolate, progress=not args.quiet, report_path=str(path),
                                   **options)
-    except pipeline.CandidateUnavailable as exc:
+    except (pipeline.CandidateUnavailable, CandidateCrashed) as exc:  # no report: say why
         _err(str(exc))
-        return EXIT_UNAVAILABLE
-    except CandidateCrashed as exc:
-        _err(str(exc))
-        return EXIT_NONCONFORMANT
+        return EXIT_UNAVAILABLE if isinstance(exc, pipeline.CandidateUnavailable) else EXIT_NONCONFORMANT
     pipeline.clear_previous_run(report_dir, quiet=args.quiet)
     report.write(report_dir, junit=args.junit)
     print(render.terminal_summary(report.document))

@@ -18,11 +18,9 @@ candidates listed in "candidates".
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from . import bench
 from .render import CSS, format_ratio, format_seconds, html_escape, md_escape, noise_note, to_float
-from .report import STATUSES, ReportError, check_spec, read_json
+from .report import STATUSES, check_spec, load_validated
 
 # ---------------------------------------------------------------------------
 # the matrix of several candidates
@@ -68,12 +66,7 @@ def validate_matrix(doc) -> str | None:
 
 def load_matrix(path) -> dict:
     """Read and validate a matrix; ReportError naming the file otherwise."""
-    path = Path(path)
-    doc = read_json(path)
-    problem = validate_matrix(doc)
-    if problem:
-        raise ReportError(f"{path}: {problem}")
-    return doc
+    return load_validated(path, validate_matrix)
 
 
 def matrix(entries: list[dict]) -> dict:

@@ -349,14 +349,19 @@ def read_json(path):
         raise ReportError(f"{path}: not valid JSON ({exc})") from None
 
 
-def load_report(path) -> dict:
-    """Read and validate a report; ReportError naming the file otherwise."""
-    path = Path(path)
-    data = read_json(path)
-    problem = validate(data)
+def load_validated(path, validator) -> dict:
+    """Read a JSON document and check it with ``validator`` (what is wrong,
+    or None); ReportError naming the file otherwise."""
+    data = read_json(Path(path))
+    problem = validator(data)
     if problem:
         raise ReportError(f"{path}: {problem}")
     return data
+
+
+def load_report(path) -> dict:
+    """Read and validate a report; ReportError naming the file otherwise."""
+    return load_validated(path, validate)
 
 
 # ---------------------------------------------------------------------------

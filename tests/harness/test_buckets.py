@@ -188,18 +188,19 @@ def test_a_candidate_claiming_buckets_sees_only_bucket_shapes(quick_runs):
 
 
 def test_buckets_change_no_result(quick_runs):
-    """Statuses, examples and bounds are identical; measured errors differ by
+    """Statuses and examples are identical; the worst error / bound differs by
     rounding only (float32 sums run in another order over the padded arrays,
     and even elementwise NumPy functions round differently in a SIMD loop's
-    tail than in its body)."""
+    tail than in its body), so the worst example, and with it the bound it
+    was measured against, may be another one of the same run."""
     (with_buckets, _), (without, _) = quick_runs
     assert [r.id for r in with_buckets] == [r.id for r in without]
     for a, b in zip(with_buckets, without):
-        assert (a.status, a.examples, a.bound) == (b.status, b.examples, b.bound), a.id
-        if a.bound == 0:  # yes/no: grad-dtype, grad-masked-zero, inputs-unmodified, bitwise
-            assert a.max_error == b.max_error, a.id
-        elif a.max_error is not None:
-            assert abs(a.max_error - b.max_error) <= a.bound / 4, (a.id, a.max_error, b.max_error)
+        assert (a.status, a.examples) == (b.status, b.examples), a.id
+        if a.bound == 0 or b.bound == 0:  # yes/no: grad-dtype, grad-masked-zero, inputs-unmodified, bitwise
+            assert (a.bound, a.max_error) == (b.bound, b.max_error), a.id
+        elif a.ratio is not None:
+            assert abs(a.ratio - b.ratio) <= 0.25, (a.id, a.ratio, b.ratio)
 
 
 def _all_valid_batch():
