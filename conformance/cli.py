@@ -94,8 +94,6 @@ def _run_all(args, report_dir: Path, options: dict) -> int:
         raise UsageError("give either a candidate or --all, not both")
     if args.jobs > 1 and not args.isolate:
         raise UsageError("--jobs needs --isolate: candidates run in parallel in their own processes")
-    if args.jobs > 1 and options["throughput"] is None:
-        options["throughput"] = "none"  # candidates sharing the CPUs are not a benchmark
     entries = pipeline.certify_all(jobs=args.jobs, isolate=args.isolate, on_done=lambda e: print(e, file=sys.stderr),
                                    progress=not (args.quiet or args.jobs > 1), **options)
     pipeline.clear_previous_run(report_dir, quiet=args.quiet)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from . import bench
 from .render import CSS, format_ratio, format_seconds, html_escape, md_escape, noise_note, to_float
-from .report import STATUSES, check_spec, load_validated
+from .report import STATUSES, check_document, load_validated
 
 # ---------------------------------------------------------------------------
 # the matrix of several candidates
@@ -41,16 +41,9 @@ MATRIX_SPEC = {
 
 def validate_matrix(doc) -> str | None:
     """What is wrong with a matrix document, or None."""
-    if not isinstance(doc, dict):
-        return "not a matrix (expected a JSON object)"
-    if doc.get("schema") != MATRIX_SCHEMA:
-        return f"not a sapo-conformance matrix (schema {doc.get('schema')!r})"
-    if doc.get("schema_version") != MATRIX_SCHEMA_VERSION:
-        return (f"unsupported matrix schema version {doc.get('schema_version')!r} "
-                f"(this harness reads {MATRIX_SCHEMA_VERSION})")
-    problem = check_spec(doc, MATRIX_SPEC)
+    problem = check_document(doc, "matrix", MATRIX_SCHEMA, MATRIX_SCHEMA_VERSION, MATRIX_SPEC)
     if problem:
-        return f"malformed matrix: {problem}"
+        return problem
     names = {c["name"] for c in doc["candidates"]}  # a name registered twice is listed twice (once in error)
     for i, c in enumerate(doc["candidates"]):
         if (c["verdict"] is None) != (c["status"] != "ran"):

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ._process import describe_exit
-from .profiles import DEFAULT_GROUP_TIMEOUT_S
 from .candidate import Availability, Candidate, CandidateError, CandidateInfo
+from .profiles import DEFAULT_GROUP_TIMEOUT_S
 from .report import decode_record, encode_record
 from .suite import CHECKS_BY_NAME, InProcessRunner, Unit, failed_unit, run_unit
 

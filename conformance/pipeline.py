@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from .candidate import Candidate, CandidateError
-from .profiles import SUITE_PROFILES
+from .profiles import DEFAULT_GROUP_TIMEOUT_S, SUITE_PROFILES
 
 if TYPE_CHECKING:  # pragma: no cover
     from .suite import Record, Runner, Unit
@@ -138,8 +138,8 @@ def open_runner(candidate, *, isolate: bool | None = None, device: str = "cpu", 
     """A runner for the candidate: a worker process for a name or
     ``module:attr`` (unless ``isolate`` is False), this process for an object.
     RequestError if it cannot be loaded; CandidateCrashed if its worker died
-    loading it.  Close it when done."""
-    from .isolate import DEFAULT_GROUP_TIMEOUT_S
+    loading it.  Close it when done.  Like the command line, it puts the
+    current directory on ``sys.path`` so that ``module:attr`` resolves from it."""
     from .loading import load_candidate, search_working_directory
     from .suite import InProcessRunner
 
@@ -151,7 +151,7 @@ def open_runner(candidate, *, isolate: bool | None = None, device: str = "cpu", 
         if not isinstance(candidate, str):
             raise RequestError("isolate=True needs the candidate as a registered name or 'module:attr' "
                                "(a worker process loads it); pass isolate=False to run an object in this process")
-        from .isolate import IsolatedRunner, default_memory_limit
+        from .isolate import CandidateCrashed, IsolatedRunner, default_memory_limit
 
         if memory_limit == AUTO:
             memory_limit = None if device == "cuda" else default_memory_limit()
@@ -159,9 +159,9 @@ def open_runner(candidate, *, isolate: bool | None = None, device: str = "cpu", 
                                 group_timeout_s=timeout_s)
         try:
             runner.start()
+        except CandidateCrashed:  # its process died: the caller decides what that means
+            raise
         except CandidateError as exc:
-            if type(exc) is not CandidateError:  # CandidateCrashed: the caller decides
-                raise
             raise RequestError(str(exc)) from None
         return runner
     try:
@@ -193,7 +193,7 @@ def certify(candidate, *, profile: str = "default", device: str = "cpu", seed: i
     worker process, so that a crash or hang is a check error (default: yes for
     a name or ``module:attr``, no for an object).  ``throughput``: the bench
     profile of the report's throughput section ("none" for none; default:
-    the suite profile's, none for a restricted run).  ``timeout_s``: the
+    the suite profile's, none when ``checks`` restricts the run).  ``timeout_s``: the
     deadline of each check group when isolated.  ``memory_limit``: bytes,
     None, or "auto".  ``progress``: True for progress lines on stderr, or a
     callable ``(done, total, unit, records)``.
@@ -205,8 +205,8 @@ def certify(candidate, *, profile: str = "default", device: str = "cpu", seed: i
     dtypes = None if dtypes is None else list(dtypes)
     modes = None if modes is None else list(modes)
     checks = None if checks is None else list(checks)
-    runner = open_runner(candidate, isolate=isolate, device=device, profile=profile, seed=seed, timeout_s=timeout_s,
-                   memory_limit=memory_limit)
+    runner = open_runner(candidate, isolate=isolate, device=device, profile=profile, seed=seed,
+                         timeout_s=timeout_s, memory_limit=memory_limit)
     try:
         cand = runner.candidate
         avail = runner.availability()
@@ -294,7 +294,9 @@ def certify_all(names: Iterable[str] | None = None, *, jobs: int = 1, isolate: b
     are loaded only in their workers, so one that crashes on import is an
     ``error`` entry, not the end of the run.  Entries come back in
     registration order; each unit's seed depends only on its own id, so a
-    parallel run gives the serial run's reports.  ``options`` go to
+    parallel run gives the serial run's reports (without a throughput
+    section unless ``throughput`` asks: candidates sharing the CPUs are not a
+    benchmark).  ``options`` go to
     :func:`certify`; ``on_done`` is called as each candidate finishes."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -305,6 +307,8 @@ def certify_all(names: Iterable[str] | None = None, *, jobs: int = 1, isolate: b
         raise RequestError(f"jobs must be at least 1, got {jobs}")
     if jobs > 1 and not isolate:
         raise RequestError("jobs > 1 needs isolation: candidates run in parallel in their own processes")
+    if jobs > 1 and options.get("throughput") is None:
+        options["throughput"] = "none"  # candidates sharing the CPUs are not a benchmark
     names = registered_names() if names is None else list(names)
 
     def one(name: str) -> Entry:

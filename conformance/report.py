@@ -472,17 +472,24 @@ def check_spec(value, spec, path: tuple = ()) -> str | None:
     return None if any(p is None for p in problems) else problems[-1]
 
 
+def check_document(data, kind: str, schema: str, version: int, spec) -> str | None:
+    """What is wrong with a versioned document of ``kind`` ("report",
+    "matrix"): not an object, another schema or version, or ``spec`` unmet."""
+    if not isinstance(data, dict):
+        return f"not a {kind} (expected a JSON object)"
+    if data.get("schema") != schema:
+        return f"not a sapo-conformance {kind} (schema {data.get('schema')!r})"
+    if data.get("schema_version") != version:
+        return f"unsupported {kind} schema version {data.get('schema_version')!r} (this harness reads {version})"
+    problem = check_spec(data, spec)
+    return f"malformed {kind}: {problem}" if problem else None
+
+
 def validate(data) -> str | None:
     """What is wrong with a report document, or None."""
-    if not isinstance(data, dict):
-        return "not a report (expected a JSON object)"
-    if data.get("schema") != SCHEMA:
-        return f"not a sapo-conformance report (schema {data.get('schema')!r})"
-    if data.get("schema_version") != SCHEMA_VERSION:
-        return f"unsupported report schema version {data.get('schema_version')!r} (this harness reads {SCHEMA_VERSION})"
-    problem = check_spec(data, REPORT_SPEC)
+    problem = check_document(data, "report", SCHEMA, SCHEMA_VERSION, REPORT_SPEC)
     if problem:
-        return f"malformed report: {problem}"
+        return problem
     for row in (data.get("throughput") or {}).get("rows", []):
         if row["status"] in ("ok", "invalid"):
             missing = [k for k in _TIMED_KEYS if k not in row]

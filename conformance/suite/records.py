@@ -129,14 +129,14 @@ class Tally:
     """The records of one check run (a unit), one per compared quantity."""
 
     def __init__(self, check: str, group: str, title: str, dtype: str, mode: str | None, device: str):
-        self.base = dict(group=group, title=title, dtype=dtype, mode=mode, device=device)
-        self.check = check
+        self.check, self.group, self.title = check, group, title
         self.dtype, self.mode, self.device = dtype, mode, device
         self.records: dict[str, Record] = {}
 
     def record(self, quantity: str) -> Record:
         if quantity not in self.records:
-            self.records[quantity] = Record(check=f"{self.check}:{quantity}", **self.base)
+            self.records[quantity] = Record(f"{self.check}:{quantity}", self.group, self.title, self.dtype, self.mode,
+                                            self.device)
         return self.records[quantity]
 
     def add(self, ev: Evaluation, example: Counterexample) -> None:
