@@ -9,13 +9,13 @@ fit the framework; pass the ones your implementation documents.
 
 from __future__ import annotations
 
-import importlib.metadata
 from types import SimpleNamespace
 from typing import Any, Callable, Mapping
 
 from sapo_ref import METRIC_NAMES
 
 from .candidate import Candidate, CandidateError, CandidateInfo, KernelOutput
+from .types import package_version
 
 __all__ = ["from_jax_loss", "from_torch_loss", "from_trinity_policy_loss", "from_verl_policy_loss"]
 
@@ -35,16 +35,9 @@ def normalise_metrics(metrics: Mapping[str, Any] | None) -> dict:
     return out
 
 
-def _version_of(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return ""
-
-
 def _info(name, framework, claims: dict, defaults: dict) -> CandidateInfo:
     merged = {**defaults, **claims}
-    merged.setdefault("framework_version", _version_of(framework))
+    merged.setdefault("framework_version", package_version(framework))
     try:
         return CandidateInfo(name=name, framework=framework, **merged)
     except TypeError as exc:

@@ -32,6 +32,7 @@ from .types import (
     DTYPES,
     FRAMEWORKS,
     GRAD_MODES,
+    INPUT_NAMES,
     MASK_KINDS,
     Batch,
     CallOptions,
@@ -40,7 +41,7 @@ from .types import (
     Output,
 )
 
-__all__ = ["ADVANTAGE_SHAPES", "DEVICES", "DTYPES", "FRAMEWORKS", "GRAD_MODES", "MASK_KINDS", "Availability", "Batch",
+__all__ = ["ADVANTAGE_SHAPES", "DEVICES", "DTYPES", "FRAMEWORKS", "GRAD_MODES", "INPUT_NAMES", "MASK_KINDS", "Availability", "Batch",
            "CallOptions", "Candidate", "CandidateError", "CandidateInfo", "KernelOutput", "Output"]
 
 
@@ -158,11 +159,11 @@ class Candidate:
     Args:
         info: its claims.
         kernel: the loss function in its framework's terms (module docstring).
-        grad: "autograd" or "explicit" (see ``GRAD_MODES``).
+        grad_mode: "autograd" or "explicit" (see ``GRAD_MODES``).
         gate: optional ``gate(ratio, advantages, tau_pos, tau_neg)`` in the
             framework's terms, checked against ``sapo_ref.soft_gate``.
         requires: import names that must be importable for it to run.
-        check: optional ``check(device) -> str | None`` returning why it cannot
+        device_check: optional ``device_check(device) -> str | None``: why it cannot
             run on ``device`` (e.g. a missing compiler), or None.
         setup: optional ``setup(device)`` run once before the first call on a
             device (e.g. selecting the Triton interpreter).
@@ -173,10 +174,10 @@ class Candidate:
 
     info: CandidateInfo
     kernel: Callable[..., Any]
-    grad: str = "autograd"
+    grad_mode: str = "autograd"
     gate: Callable[..., Any] | None = None
     requires: tuple[str, ...] = ()
-    check: Callable[[str], str | None] | None = None
+    device_check: Callable[[str], str | None] | None = None
     setup: Callable[[str], None] | None = None
     compile_count: Callable[[], int] | None = None
     _ready: set = field(default_factory=set, repr=False)
@@ -186,12 +187,12 @@ class Candidate:
             raise CandidateError(f"candidate info must be a CandidateInfo, got {type(self.info).__name__}")
         if not callable(self.kernel):
             raise CandidateError(f"candidate {self.info.name!r}: kernel is not callable")
-        if self.grad not in GRAD_MODES:
+        if self.grad_mode not in GRAD_MODES:
             raise CandidateError(
-                f"candidate {self.info.name!r}: invalid grad mode {self.grad!r} (valid: {', '.join(GRAD_MODES)})"
+                f"candidate {self.info.name!r}: invalid grad_mode {self.grad_mode!r} (valid: {', '.join(GRAD_MODES)})"
             )
-        if self.grad == "autograd" and self.info.framework == "numpy" and self.info.provides_grad:
-            raise CandidateError(f"candidate {self.info.name!r}: numpy has no autograd; use grad='explicit'")
+        if self.grad_mode == "autograd" and self.info.framework == "numpy" and self.info.provides_grad:
+            raise CandidateError(f"candidate {self.info.name!r}: numpy has no autograd; use grad_mode='explicit'")
         self.requires = tuple(self.requires) or (self.info.framework,)
         if self.compile_count is not None and not callable(self.compile_count):
             raise CandidateError(f"candidate {self.info.name!r}: compile_count is not callable")
@@ -215,8 +216,8 @@ class Candidate:
                 reasons.append(f"{dev} not claimed")
                 continue
             why = driver.device_unavailable(dev)
-            if why is None and self.check is not None:
-                why = self.check(dev)
+            if why is None and self.device_check is not None:
+                why = self.device_check(dev)
             if why is None:
                 return Availability(True)
             reasons.append(why)

@@ -5,10 +5,12 @@ inputs, never from this table."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from sapo_ref import DEFAULT_TAU_NEG, DEFAULT_TAU_POS
 
 from .candidate import Batch
 from .portable_random import PortableRandom
@@ -19,10 +21,8 @@ class Case:
     id: str
     title: str
     make: Callable[[], Batch]
-    tau_pos: float = 1.0
-    tau_neg: float = 1.05
-    #: ids of SPEC.md rows this case pins
-    spec: tuple[str, ...] = field(default=())
+    tau_pos: float = DEFAULT_TAU_POS
+    tau_neg: float = DEFAULT_TAU_NEG
     #: the case needs a candidate that takes this many tokens in one row
     long: bool = False
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from . import bench
 from .render import CSS, format_ratio, format_seconds, html_escape, md_escape, noise_note, to_float
-from .report import STATUSES, check_document, load_validated
+from .report import STATUSES, check_document, format_verdict, load_validated
 
 # ---------------------------------------------------------------------------
 # the matrix of several candidates
@@ -34,7 +34,7 @@ VERDICTS = ("conformant", "non-conformant")
 MATRIX_SPEC = {
     "schema": str, "schema_version": int,
     "candidates": ("list", {"name": str, "status": ("enum",) + ENTRY_STATUSES, "reason": str,
-                            "verdict": (None, ("enum",) + VERDICTS)}),
+                            "verdict": (None, ("enum",) + VERDICTS), "partial?": ("list", str)}),
     "checks": ("map", ("map", ("enum",) + STATUSES)),
 }
 
@@ -77,17 +77,24 @@ def matrix(entries: list[dict]) -> dict:
         "schema": MATRIX_SCHEMA,
         "schema_version": MATRIX_SCHEMA_VERSION,
         "candidates": [{"name": e["name"], "status": e["status"], "reason": e.get("reason") or "",
-                        "verdict": (e.get("report") or {}).get("verdict")} for e in entries],
+                        "verdict": (e.get("report") or {}).get("verdict"),
+                        "partial": ((e.get("report") or {}).get("run") or {}).get("partial") or []}
+                       for e in entries],
         "checks": {k: checks[k] for k in sorted(checks)},
     }
+
+
+def _verdict_cell(c: dict) -> str:
+    if c["verdict"] is None:
+        return f"{c['status']}: {c['reason']}"
+    return format_verdict(c["verdict"], c.get("partial"))
 
 
 def render_matrix_markdown(m: dict) -> str:
     names = [c["name"] for c in m["candidates"]]
     out = ["# SAPO conformance matrix", "", "| candidate | verdict |", "|---|---|"]
     for c in m["candidates"]:
-        verdict = c["verdict"] or f"{c['status']}: {c['reason']}"
-        out.append(f"| {md_escape(c['name'])} | {md_escape(verdict)} |")
+        out.append(f"| {md_escape(c['name'])} | {md_escape(_verdict_cell(c))} |")
     out += ["", "| check | " + " | ".join(md_escape(n) for n in names) + " |", "|---|" + "---|" * len(names)]
     for check, cells in m["checks"].items():
         out.append(f"| `{md_escape(check)}` | " + " | ".join(cells.get(n, "-") for n in names) + " |")
@@ -99,7 +106,7 @@ def render_matrix_html(m: dict) -> str:
     head = "".join(f"<th>{html_escape(n)}</th>" for n in names)
     verdicts = "".join(
         f'<tr><td>{html_escape(c["name"])}</td><td class="{html_escape(c["verdict"] or "skip")}">'
-        f'{html_escape(c["verdict"] or c["status"] + ": " + c["reason"])}</td></tr>' for c in m["candidates"])
+        f'{html_escape(_verdict_cell(c))}</td></tr>' for c in m["candidates"])
     rows = "".join(
         f"<tr><td><code>{html_escape(check)}</code></td>" + "".join(
             f'<td class="{html_escape(cells.get(n, "skip"))}">{html_escape(cells.get(n, "-"))}</td>' for n in names)

@@ -47,7 +47,9 @@ import sapo_ref
 from sapo_ref import LOSS_AGG_MODES, METRIC_NAMES, PROFILES
 from sapo_ref._version import ORACLE_VERSION
 
-from .candidate import Batch, CallOptions
+from sapo_ref._dtypes import round_to  # the oracle rounds tau so too
+
+from .candidate import DTYPES, INPUT_NAMES, Batch, CallOptions
 from .cases import CASES
 from .portable_random import PortableRandom
 
@@ -55,8 +57,8 @@ SCHEMA = "sapo-conformance.golden"
 SCHEMA_VERSION = 2
 #: manifest versions this module reads
 READABLE_VERSIONS = (1, 2)
-DTYPES = ("float64", "float32", "float16", "bfloat16")
-INPUTS = ("logprob", "old_logprob", "advantages", "mask")
+#: the arrays of a case file: the inputs, then the stored outputs
+INPUTS = INPUT_NAMES
 OUTPUTS = ("loss", "grad", "token_loss", "gate", "ratio", "agg_weight", "metrics")
 DEFAULT_SEED = 20251120
 #: how far the fast path may be from the stored outputs: ulp per token ...
@@ -82,23 +84,6 @@ def default_dir() -> Path:
 # ---------------------------------------------------------------------------
 # rounding inputs to a dtype, exactly
 # ---------------------------------------------------------------------------
-
-
-def round_to(x: np.ndarray, dtype: str) -> np.ndarray:
-    """Values of ``dtype`` nearest to ``x``, as float64 (bfloat16 by
-    round-to-nearest-even on float32 bits, so no extra package is needed)."""
-    x = np.asarray(x, dtype=np.float64)
-    if dtype == "float64":
-        return x.copy()
-    with np.errstate(over="ignore", invalid="ignore"):
-        if dtype in ("float32", "float16"):
-            return x.astype(dtype).astype(np.float64)
-        f = x.astype(np.float32)
-    bits = f.view(np.uint32).astype(np.uint64)
-    finite = np.isfinite(f)
-    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
-    out = np.where(finite, rounded, bits).astype(np.uint32).view(np.float32).astype(np.float64)
-    return np.where(np.isnan(f), np.nan, out)
 
 
 # ---------------------------------------------------------------------------

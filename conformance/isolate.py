@@ -118,7 +118,7 @@ def _worker_main(conn, spec: str, device: str, profile: str, seed: int, memory_l
         _send(conn, {"type": "load-error", "message": str(exc)})
         return
     avail = cand.availability(device)
-    _send(conn, {"type": "ready", "info": cand.info.as_dict(), "grad": cand.grad,
+    _send(conn, {"type": "ready", "info": cand.info.as_dict(), "grad_mode": cand.grad_mode,
                  "has_gate": cand.gate is not None, "available": avail.ok, "reason": avail.reason})
     local = InProcessRunner(cand, device=device, profile=profile, seed=seed)
     while True:
@@ -242,7 +242,7 @@ class IsolatedRunner:
             raise CandidateError(msg["message"])
         if self.candidate is None:
             info = CandidateInfo(**{k: tuple(v) if isinstance(v, list) else v for k, v in msg["info"].items()})
-            self.candidate = Candidate(info, _unavailable, grad=msg["grad"],
+            self.candidate = Candidate(info, _unavailable, grad_mode=msg["grad_mode"],
                                        gate=_unavailable if msg["has_gate"] else None)
             self.available, self.reason = msg["available"], msg["reason"]
 

@@ -44,7 +44,6 @@ No pickle anywhere; every file is written to a temporary name and renamed.
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata
 import json
 import math
 import os
@@ -60,6 +59,7 @@ from sapo_ref._version import ORACLE_VERSION, __version__
 
 from .candidate import Batch, CallOptions, Candidate
 from .suite.records import Counterexample, Record
+from .types import package_version
 
 SCHEMA = "sapo-conformance.report"
 SCHEMA_VERSION = 1
@@ -183,12 +183,8 @@ def decode_record(d: dict) -> Record:
 
 
 def environment(device: str) -> dict:
-    packages = {}
-    for name in PACKAGES:
-        try:
-            packages[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
+    versions = {name: package_version(name, None) for name in PACKAGES}
+    packages = {name: v for name, v in versions.items() if v is not None}
     devices = ["cpu"]
     if device == "cuda":
         try:
@@ -255,8 +251,12 @@ def verdict_text(report: dict) -> str:
     """The verdict as every format shows it: "conformant", "non-conformant",
     with "(partial: ...)" when the run was restricted to some checks, dtypes
     or modes."""
-    partial = report["run"].get("partial") or []
-    return report["verdict"] + (f" (partial: {'; '.join(partial)})" if partial else "")
+    return format_verdict(report["verdict"], report["run"].get("partial"))
+
+
+def format_verdict(verdict: str, partial=None) -> str:
+    """``verdict``, with "(partial: a; b)" when the run was restricted."""
+    return verdict + (f" (partial: {'; '.join(partial)})" if partial else "")
 
 
 def build_report(candidate: Candidate, spec: str, records: list[Record], *, profile: str, seed: int, device: str,

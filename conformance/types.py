@@ -10,9 +10,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from sapo_ref import DEFAULT_TAU_NEG, DEFAULT_TAU_POS
+from sapo_ref import DTYPES as _DTYPES  # the one list of dtype names
+
 
 #: Dtype names a candidate may claim.
-DTYPES = ("float64", "float32", "float16", "bfloat16")
+DTYPES = _DTYPES
+#: The kernel's inputs, in the order it takes them.
+INPUT_NAMES = ("logprob", "old_logprob", "advantages", "mask")
 #: Devices a candidate may claim.
 DEVICES = ("cpu", "cuda")
 #: Advantage layouts: (B,), (B, 1), (B, T).
@@ -25,6 +30,16 @@ GRAD_MODES = ("autograd", "explicit")
 FRAMEWORKS = ("numpy", "torch", "jax")
 
 
+def package_version(dist: str, default: str | None = "not installed") -> str | None:
+    """The installed version of a distribution, or ``default``."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return default
+
+
 class CandidateError(Exception):
     """A candidate is malformed or cannot be loaded; the message is one line
     naming the candidate."""
@@ -34,8 +49,8 @@ class CandidateError(Exception):
 class CallOptions:
     """The per-call semantics the harness asks a candidate for."""
 
-    tau_pos: float = 1.0
-    tau_neg: float = 1.05
+    tau_pos: float = DEFAULT_TAU_POS
+    tau_neg: float = DEFAULT_TAU_NEG
     loss_agg_mode: str = "token-mean"
     global_token_count: int | None = None
     global_seq_count: int | None = None

@@ -16,9 +16,13 @@ from ._loss import METRIC_NAMES, SAPOResult, Semantics, sapo_loss
 from ._trinity import SAPOPolicyLoss
 from ._validate import TAU_RANGE
 from ._version import ORACLE_VERSION, __version__
-from .profiles import EMPTY_ROW_POLICIES, LOSS_AGG_MODES, PROFILES, Profile, get_profile
+from ._dtypes import DTYPES
+from .profiles import DEFAULT_TAU_NEG, DEFAULT_TAU_POS, EMPTY_ROW_POLICIES, LOSS_AGG_MODES, PROFILES, Profile, get_profile
 
 __all__ = [
+    "DEFAULT_TAU_NEG",
+    "DEFAULT_TAU_POS",
+    "DTYPES",
     "EMPTY_ROW_POLICIES",
     "LOSS_AGG_MODES",
     "METRIC_NAMES",

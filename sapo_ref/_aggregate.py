@@ -46,7 +46,7 @@ def row_weights(n_rows: np.ndarray, sem, global_tokens, global_seqs):
     n_seq_local = int(nonempty.sum()) if sem.empty_rows == "exclude" else B
     N = n_tok if global_tokens is None else global_tokens
     S = n_seq_local if global_seqs is None else global_seqs
-    mode = sem.mode
+    mode = sem.loss_agg_mode
     eps = sem.token_count_eps if mode == "token-mean" else sem.row_count_eps if mode == "seq-mean-token-mean" else 0
     counts_exact = max(N, S) * max(int(n_rows.max(initial=0)), 1) < 2**53
     if eps == 0 and counts_exact:

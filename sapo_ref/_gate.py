@@ -6,6 +6,7 @@ import numpy as np
 
 from . import _kernels
 from . import _validate as V
+from .profiles import DEFAULT_TAU_NEG, DEFAULT_TAU_POS
 
 
 def _gate_and_weight(ratio, advantages, tau_pos, tau_neg):
@@ -33,7 +34,7 @@ def _gate_and_weight(ratio, advantages, tau_pos, tau_neg):
     return gate, weight
 
 
-def soft_gate(ratio, advantages, tau_pos=1.0, tau_neg=1.05) -> np.ndarray:
+def soft_gate(ratio, advantages, tau_pos=DEFAULT_TAU_POS, tau_neg=DEFAULT_TAU_NEG) -> np.ndarray:
     """The SAPO gate f(r) = sigmoid(tau * (r - 1)) * 4 / tau, elementwise.
 
     tau is ``tau_pos`` where the advantage is > 0 and ``tau_neg`` elsewhere
@@ -45,7 +46,7 @@ def soft_gate(ratio, advantages, tau_pos=1.0, tau_neg=1.05) -> np.ndarray:
     return _gate_and_weight(ratio, advantages, tau_pos, tau_neg)[0]
 
 
-def gate_weight(ratio, advantages, tau_pos=1.0, tau_neg=1.05) -> np.ndarray:
+def gate_weight(ratio, advantages, tau_pos=DEFAULT_TAU_POS, tau_neg=DEFAULT_TAU_NEG) -> np.ndarray:
     """The gate's derivative f'(r) = 4 sigmoid(z) sigmoid(-z), z = tau * (r - 1).
 
     Equal to 1 at r = 1 for every tau, and tending to 0 as r -> 0 (for large

@@ -15,8 +15,11 @@ import numpy as np
 from . import _dd, _kernels
 from . import _validate as V
 from ._aggregate import Denominators, row_weights
+from ._dtypes import round_to
 from ._execution import LazyMetrics, map_rows, readonly, workspace
 from .profiles import (
+    DEFAULT_TAU_NEG,
+    DEFAULT_TAU_POS,
     EMPTY_ROW_POLICIES,
     IMPORTANCE_SAMPLING_LEVELS,
     LOSS_AGG_MODES,
@@ -54,10 +57,6 @@ class Semantics:
     importance_sampling_level: str = "token"
     sequence_advantage: str = "token"
 
-    @property
-    def mode(self) -> str:
-        return self.loss_agg_mode
-
 
 @dataclass(frozen=True)
 class SAPOResult:
@@ -84,13 +83,7 @@ class SAPOResult:
 def _round_tau(value: float, dtype: str | None, name: str) -> float:
     if dtype is None or dtype == "float64":
         return value
-    if dtype == "bfloat16":
-        bits = int(np.float32(value).view(np.uint32))
-        bits += 0x7FFF + ((bits >> 16) & 1)  # round to nearest even on the top 16 bits
-        out = float(np.uint32((bits >> 16) << 16).view(np.float32))
-    else:
-        with np.errstate(over="ignore"):
-            out = float(np.dtype(dtype).type(value))
+    out = float(round_to(value, dtype))
     if not math.isfinite(out) or out <= 0:
         raise ValueError(f"{name}={value!r} is not representable as a positive {dtype}")
     return out
@@ -168,8 +161,8 @@ def sapo_loss(
     advantages,
     mask,
     *,
-    tau_pos=1.0,
-    tau_neg=1.05,
+    tau_pos=DEFAULT_TAU_POS,
+    tau_neg=DEFAULT_TAU_NEG,
     loss_agg_mode="token-mean",
     profile=None,
     empty_rows=None,
@@ -393,7 +386,7 @@ def _evaluate(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Semantic
         dflat[idx] = raw_d  # for the metrics
         d_lo.reshape(-1)[idx] = dl_s
 
-    if sem.empty_rows == "nan" and sem.mode == "seq-mean-token-mean":
+    if sem.empty_rows == "nan" and sem.loss_agg_mode == "seq-mean-token-mean":
         empty = n_rows == 0
         grad[empty] = np.nan
         agg_weight[empty] = np.nan
@@ -488,7 +481,7 @@ def _sequence_level(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Se
     res = _evaluate(row_lp, row_olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem, denoms, reproducible)
     share_hi, _ = _row_sums_dd(res.grad, m)
     grad = np.where(m, (share_hi / n)[:, None], 0.0) + 0.0
-    if sem.empty_rows == "nan" and sem.mode == "seq-mean-token-mean":
+    if sem.empty_rows == "nan" and sem.loss_agg_mode == "seq-mean-token-mean":
         grad[n_rows == 0] = np.nan
     token_kl = -(_dd.exact_sum(s_hi) + _dd.exact_sum(s_lo))
     count = float(n_rows.sum()) + sem.token_count_eps

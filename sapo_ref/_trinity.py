@@ -15,7 +15,7 @@ from typing import Dict, List, Tuple
 from . import _validate as V
 from ._gate import soft_gate
 from ._loss import SAPOResult, sapo_loss
-from .profiles import LOSS_AGG_MODES, get_profile
+from .profiles import DEFAULT_TAU_NEG, DEFAULT_TAU_POS, LOSS_AGG_MODES, get_profile
 
 # The keys each training backend uses for the inputs the call takes after
 # ``logprob`` (Trinity-RFT's key mapper).
@@ -41,8 +41,8 @@ class SAPOPolicyLoss:
 
     def __init__(
         self,
-        tau_pos: float = 1.0,
-        tau_neg: float = 1.05,
+        tau_pos: float = DEFAULT_TAU_POS,
+        tau_neg: float = DEFAULT_TAU_NEG,
         loss_agg_mode: str = "token-mean",
         *,
         backend: str = "verl",

@@ -15,6 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from types import MappingProxyType
 
+from ._dtypes import DTYPES
+
+#: the gate temperatures when none are given (the SAPO paper's: tau_pos 1.0, tau_neg 1.05)
+DEFAULT_TAU_POS = 1.0
+DEFAULT_TAU_NEG = 1.05
+
 #: The aggregation modes, in the order SPEC.md lists them.
 LOSS_AGG_MODES = (
     "token-mean",
@@ -27,7 +33,7 @@ LOSS_AGG_MODES = (
 EMPTY_ROW_POLICIES = ("exclude", "count", "nan")
 
 #: Precisions a profile may round the temperatures to before use.
-TAU_DTYPES = ("float64", "float32", "float16", "bfloat16")
+TAU_DTYPES = DTYPES
 
 #: Where the importance ratio is formed (see SPEC.md, "Sequence-level ratio").
 IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")

@@ -142,3 +142,24 @@ def test_the_command_line_is_thin():
     forbidden = {m for m in graph if m.startswith(("conformance.suite", "conformance.drivers"))}
     forbidden |= {"conformance.evaluate", "conformance.tolerance", "conformance.buckets"}
     assert not graph["conformance.cli"] & forbidden, graph["conformance.cli"] & forbidden
+
+
+#: literals that state one concept: each must appear once in the packages
+ONE_PLACE = {
+    '"float64", "float32", "float16", "bfloat16"': "the dtype names (sapo_ref._dtypes.DTYPES)",
+    '"logprob", "old_logprob", "advantages", "mask"': "the input names (conformance.types.INPUT_NAMES)",
+    "0x7FFF": "bfloat16 rounding (sapo_ref._dtypes.round_to)",
+    "except importlib.metadata.PackageNotFoundError": "a package's version (conformance.types.package_version)",
+    "= 1.05": "the default tau_neg (sapo_ref.profiles.DEFAULT_TAU_NEG)",
+    '"SAPO_GOLDEN_DIR"': "the golden directory variable (conformance.golden.ENV_VAR)",
+}
+
+
+def test_each_concept_is_stated_once():
+    sources = {name: path.read_text() for name, path in _modules().items()}
+    problems = []
+    for literal, concept in ONE_PLACE.items():
+        where = [name for name, text in sources.items() for _ in range(text.count(literal))]
+        if len(where) != 1:
+            problems.append(f"{concept}: {literal!r} appears in {where or 'no module'}")
+    assert not problems, "; ".join(problems)

@@ -8,13 +8,13 @@ first use, so ``sapo-conformance list`` works without torch or jax.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import importlib.util
 import os
 import shutil
 import sys
 
-from ..candidate import Candidate, CandidateInfo
+from ..candidate import DTYPES, Candidate, CandidateInfo
+from ..types import package_version
 from ._common import COMMON_CLAIMS
 
 
@@ -24,13 +24,6 @@ def select_triton_backend() -> None:
     (torch.compile does).  An explicit TRITON_INTERPRET is respected."""
     if "TRITON_INTERPRET" not in os.environ and not os.path.exists("/dev/nvidiactl"):
         os.environ["TRITON_INTERPRET"] = "1"
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def _lazy(module: str, attr: str):
@@ -54,7 +47,7 @@ def numpy_fp32() -> Candidate:
     info = CandidateInfo(
         name="numpy-fp32",
         framework="numpy",
-        framework_version=_version("numpy"),
+        framework_version=package_version("numpy"),
         description="NumPy computing in float32 with a hand-written gradient",
         devices=("cpu",),
         dtypes=dtypes,
@@ -62,17 +55,17 @@ def numpy_fp32() -> Candidate:
         rollout_is_weights=True,
         **COMMON_CLAIMS,
     )
-    return Candidate(info, sapo_numpy, grad="explicit", gate=gate_numpy)
+    return Candidate(info, sapo_numpy, grad_mode="explicit", gate=gate_numpy)
 
 
 def _torch_info(name: str, description: str, **claims) -> CandidateInfo:
     return CandidateInfo(
         name=name,
         framework="torch",
-        framework_version=_version("torch"),
+        framework_version=package_version("torch"),
         description=description,
         devices=("cpu", "cuda"),
-        dtypes=("float64", "float32", "float16", "bfloat16"),
+        dtypes=DTYPES,
         deterministic=True,
         rollout_is_weights=True,
         data_parallel=True,
@@ -102,14 +95,14 @@ def torch_compile() -> Candidate:
     info = _torch_info("torch-compile", "the torch-eager function under torch.compile(dynamic=True)",
                        shape_buckets=True)
     return Candidate(info, _lazy("torch_impl", "sapo_torch_compiled"), gate=_lazy("torch_impl", "gate_torch"),
-                     check=_inductor_unavailable, compile_count=_lazy("torch_impl", "compile_count"))
+                     device_check=_inductor_unavailable, compile_count=_lazy("torch_impl", "compile_count"))
 
 
 def jax_candidate() -> Candidate:
     info = CandidateInfo(
         name="jax",
         framework="jax",
-        framework_version=_version("jax"),
+        framework_version=package_version("jax"),
         description="jax.jit of jax.value_and_grad, float32 inside",
         devices=("cpu", "cuda"),
         dtypes=("float32", "float16", "bfloat16"),
@@ -117,7 +110,7 @@ def jax_candidate() -> Candidate:
         shape_buckets=True,
         **COMMON_CLAIMS,
     )
-    return Candidate(info, _lazy("jax_impl", "sapo_jax"), grad="explicit", gate=_lazy("jax_impl", "gate_jax"),
+    return Candidate(info, _lazy("jax_impl", "sapo_jax"), grad_mode="explicit", gate=_lazy("jax_impl", "gate_jax"),
                      compile_count=_lazy("jax_impl", "compile_count"))
 
 
@@ -153,8 +146,8 @@ def triton_candidate() -> Candidate:
     info = CandidateInfo(
         name="triton",
         framework="torch",
-        framework_version=_version("torch"),
-        version=f"{COMMON_CLAIMS['version']} (triton {_version('triton')})",
+        framework_version=package_version("torch"),
+        version=f"{COMMON_CLAIMS['version']} (triton {package_version('triton')})",
         description="one fused forward+backward Triton kernel (CPU: the Triton interpreter)",
         devices=("cuda", "cpu"),
         # the interpreter has no bfloat16; compiled CUDA kernels do
@@ -163,14 +156,4 @@ def triton_candidate() -> Candidate:
         **{k: v for k, v in COMMON_CLAIMS.items() if k != "version"},
     )
     return Candidate(info, _lazy("triton_impl", "sapo_triton"), requires=("torch", "triton"),
-                     check=_triton_check, setup=_triton_setup)
-
-
-#: name -> factory, in the order of the entry points in pyproject.toml
-FACTORIES = {
-    "numpy-fp32": numpy_fp32,
-    "torch-eager": torch_eager,
-    "torch-compile": torch_compile,
-    "jax": jax_candidate,
-    "triton": triton_candidate,
-}
+                     device_check=_triton_check, setup=_triton_setup)

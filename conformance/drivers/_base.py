@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -13,12 +12,11 @@ import numpy as np
 from sapo_ref import METRIC_NAMES
 
 from .. import buckets
-from ..types import Batch, CallOptions, CandidateError, KernelOutput, Output
+from ..types import INPUT_NAMES, Batch, CallOptions, CandidateError, KernelOutput, Output, package_version
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..candidate import Candidate
 
-INPUT_NAMES = ("logprob", "old_logprob", "advantages", "mask")
 
 
 def advantages_layout(adv: np.ndarray, B: int, T: int) -> str:
@@ -71,10 +69,7 @@ class Driver(ABC):
     framework: str = ""
 
     def version(self) -> str:
-        try:
-            return importlib.metadata.version(self.framework)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
+        return package_version(self.framework)
 
     @abstractmethod
     def device_unavailable(self, device: str) -> str | None:
@@ -151,7 +146,7 @@ class Driver(ABC):
             sent = buckets.pad(sent, bucket, layout)
         tensors = {
             "logprob": self.to_framework(sent.logprob, dtype, device,
-                                         requires_grad=candidate.grad == "autograd" and info.provides_grad),
+                                         requires_grad=candidate.grad_mode == "autograd" and info.provides_grad),
             "old_logprob": self.to_framework(sent.old_logprob, dtype, device),
             "advantages": self.to_framework(sent.advantages, dtype, device),
             "mask": self.to_framework(sent.mask, "bool" if info.mask_kind == "bool" else dtype, device),

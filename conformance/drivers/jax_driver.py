@@ -61,7 +61,7 @@ class JaxDriver(Driver):
         jax = _jax()
         cand = prepared.candidate
         t = prepared.tensors
-        if cand.info.provides_grad and cand.grad == "autograd":
+        if cand.info.provides_grad and cand.grad_mode == "autograd":
             def f(lp):
                 loss, _, metrics = self.split_output(prepared, self.call_kernel(prepared, options, {**t, "logprob": lp}))
                 return loss, metrics

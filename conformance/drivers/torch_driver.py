@@ -73,7 +73,7 @@ class TorchDriver(Driver):
         if lp.grad is not None:
             lp.grad = None
         loss, grad, metrics = self.split_output(prepared, self.call_kernel(prepared, options))
-        if cand.info.provides_grad and cand.grad == "autograd":
+        if cand.info.provides_grad and cand.grad_mode == "autograd":
             if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
                 raise CandidateError(f"candidate {cand.name!r}: the loss is not differentiable (no grad_fn)")
             loss.backward()

@@ -11,7 +11,7 @@ import pytest
 
 from conformance import cli, compare
 from conformance.loading import registered_names
-from conformance.report import ReportError, dumps, load_report, validate
+from conformance.report import ReportError, dumps, format_verdict, load_report, validate
 
 #: a run of seconds: one check family, one dtype and mode, in this process
 SMALL = ["--check", "edge.realistic", "--dtype", "float32", "--mode", "token-mean", "--no-isolate", "--profile",
@@ -138,8 +138,14 @@ def test_run_all_writes_a_matrix_that_validates(tmp_path, capsys):
     assert code in (cli.EXIT_OK, cli.EXIT_NONCONFORMANT), err
     m = compare.load_matrix(tmp_path / "matrix.json")
     assert [c["name"] for c in m["candidates"]] == registered_names()
-    assert {"name": "numpy-fp32", "status": "ran", "reason": "", "verdict": "conformant"} in m["candidates"]
+    entry = next(c for c in m["candidates"] if c["name"] == "numpy-fp32")
+    assert entry == {"name": "numpy-fp32", "status": "ran", "reason": "", "verdict": "conformant",
+                     "partial": entry["partial"]} and entry["partial"]  # SMALL restricts the checks
     assert m["checks"] and all(cells["numpy-fp32"] == "pass" for cells in m["checks"].values())
+    words = format_verdict("conformant", entry["partial"])
+    assert "(partial: " in words
+    for name in ("matrix.md", "matrix.html"):  # the partial run says so in every format
+        assert words in (tmp_path / name).read_text().replace("&#x27;", "'"), name
 
 
 # ---------------------------------------------------------------------------

@@ -108,7 +108,7 @@ def test_availability_reasons():
     if not torch.cuda.is_available():
         assert cuda_only.availability().reason == "no CUDA device"
     checked = Candidate(CandidateInfo(name="checked", framework="numpy", provides_grad=False),
-                        lambda *a, **k: 0.0, check=lambda dev: "no compiler")
+                        lambda *a, **k: 0.0, device_check=lambda dev: "no compiler")
     assert not checked.availability() and checked.availability().reason == "no compiler"
 
 
@@ -133,8 +133,8 @@ def test_candidate_validation():
         Candidate(info, 3)
     with pytest.raises(CandidateError, match="numpy has no autograd"):
         Candidate(info, lambda *a, **k: 0)
-    with pytest.raises(CandidateError, match="invalid grad mode"):
-        Candidate(info, lambda *a, **k: 0, grad="finite-differences")
+    with pytest.raises(CandidateError, match="invalid grad_mode"):
+        Candidate(info, lambda *a, **k: 0, grad_mode="finite-differences")
 
 
 def test_entry_point_group_is_public():
