@@ -3,7 +3,11 @@
 Registered through the ``pytest11`` entry point, so it is active wherever
 sapo-conformance is installed; without ``--sapo-candidate`` it does nothing.
 Each check unit (a check for one dtype and aggregation mode) becomes one
-test item, named like ``sapo[torch-eager]::random[float32,token-mean]``.
+test item, named like ``sapo[torch-eager]::random[float32,token-mean]``,
+marked ``sapo`` (``pytest -m sapo`` runs only these).  Candidates load as
+the command line loads them (``conformance.pipeline.open_runner``) and run
+in a worker process unless ``--no-sapo-isolate``; an item that takes longer
+than ``--sapo-timeout`` fails instead of hanging the session.
 
 With ``--sapo-bench`` each candidate also gets throughput items for
 pytest-benchmark, named like ``sapo-bench[torch-eager]::64x4096-float32``:
