@@ -40,10 +40,10 @@ def _cmd_selfcheck(args) -> int:
 
 
 def _cmd_list(args) -> int:
-    from .loading import describe_registered
+    from .pipeline import list_candidates
     from .render import candidate_table
 
-    rows = describe_registered()
+    rows = list_candidates()
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

@@ -106,20 +106,22 @@ def _limit_memory(limit: int | None) -> None:
         pass
 
 
-def _worker_main(conn, spec: str, device: str, profile: str, seed: int, memory_limit: int | None) -> None:
+def _worker_main(conn, spec: str, device: str, profile: str, seed: int, memory_limit: int | None,
+                 registered_as: str | None = None) -> None:
     """The child: load the candidate, then run what the parent asks."""
     os.dup2(2, 1)  # the candidate's prints go to stderr
     _limit_memory(memory_limit)
-    from .loading import load_candidate
+    from .loading import load_candidate, load_registered
 
     try:
-        cand = load_candidate(spec)
+        cand = load_registered(registered_as, spec) if registered_as else load_candidate(spec)
     except CandidateError as exc:
         _send(conn, {"type": "load-error", "message": str(exc)})
         return
     avail = cand.availability(device)
     _send(conn, {"type": "ready", "info": cand.info.as_dict(), "grad_mode": cand.grad_mode,
-                 "has_gate": cand.gate is not None, "available": avail.ok, "reason": avail.reason})
+                 "has_gate": cand.gate is not None, "available": avail.ok, "reason": avail.reason,
+                 "runnable": list(cand.runnable_devices()), "reason_anywhere": cand.availability().reason})
     local = InProcessRunner(cand, device=device, profile=profile, seed=seed)
     while True:
         try:
@@ -152,13 +154,14 @@ def _unavailable(*args, **kwargs):  # the shadow candidate's kernel: never calle
 class Worker:
     """One worker process for one candidate."""
 
-    def __init__(self, spec: str, *, device: str, profile: str, seed: int, memory_limit: int | None):
+    def __init__(self, spec: str, *, device: str, profile: str, seed: int, memory_limit: int | None,
+                 registered_as: str | None = None):
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
         # not a daemon: checks may start processes of their own (distributed.*).  It
         # cannot outlive the harness: stop() ends it, and if the harness dies
         # the pipe closes and the worker's read loop returns.
-        self.proc = ctx.Process(target=_worker_main, args=(child, spec, device, profile, seed, memory_limit),
+        self.proc = ctx.Process(target=_worker_main, args=(child, spec, device, profile, seed, memory_limit, registered_as),
                                 name="sapo-conformance-candidate", daemon=False)
         self.proc.start()
         child.close()
@@ -217,9 +220,14 @@ class IsolatedRunner:
     seed: int
     memory_limit: int | None
     group_timeout_s: float = DEFAULT_GROUP_TIMEOUT_S
+    #: ``spec`` is this entry point's "module:attr" (loaded as ``loading.load_registered`` does)
+    registered_as: str | None = None
     candidate: Candidate | None = None
     available: bool = False
     reason: str = ""
+    #: the devices it can run on here, and why none if it can run on none (``list``)
+    runnable: tuple = ()
+    reason_anywhere: str = ""
     worker: Worker | None = None
     where = "in a separate process"
     #: the candidate's compile count (``Candidate.compile_count``): summed over
@@ -230,13 +238,14 @@ class IsolatedRunner:
     def start(self) -> None:
         """Start a worker and wait for it to load the candidate.  Raises
         CandidateError when loading fails (cleanly or by crashing)."""
-        self.worker = Worker(self.spec, device=self.device, profile=self.profile, seed=self.seed,
-                             memory_limit=self.memory_limit)
+        self.worker = Worker(self.spec, registered_as=self.registered_as, device=self.device, profile=self.profile,
+                             seed=self.seed, memory_limit=self.memory_limit)
         try:
             msg = self.worker.receive(time.monotonic() + LOAD_TIMEOUT_S)
         except WorkerLost as exc:
             self.close()
-            raise CandidateCrashed(f"candidate {self.spec!r}: its process {exc} while loading") from None
+            name = self.registered_as or self.spec
+            raise CandidateCrashed(f"candidate {name!r}: its process {exc} while loading") from None
         if msg["type"] == "load-error":
             self.close()
             raise CandidateError(msg["message"])
@@ -245,6 +254,7 @@ class IsolatedRunner:
             self.candidate = Candidate(info, _unavailable, grad_mode=msg["grad_mode"],
                                        gate=_unavailable if msg["has_gate"] else None)
             self.available, self.reason = msg["available"], msg["reason"]
+            self.runnable, self.reason_anywhere = tuple(msg["runnable"]), msg["reason_anywhere"]
 
     def availability(self) -> Availability:
         return Availability(self.available, self.reason)

@@ -94,24 +94,39 @@ def _from_target(target: str, label: str | None = None) -> Candidate:
     return _from_object(obj, label)
 
 
-def registered_candidates() -> list[Registered]:
-    """Every candidate registered by entry point, each loaded or with its
-    one-line error; one broken candidate never hides the others."""
+def registrations() -> list[tuple[str, str, str | None]]:
+    """(name, "module:attr", problem) of every entry point, without loading
+    anything; the problem is set for a name registered twice."""
     out = []
     seen: dict[str, str] = {}
     for ep in _entry_points():
-        if ep.name in seen:
-            out.append(Registered(ep.name, ep.value, None,
-                                  f"registered twice ({seen[ep.name]} and {ep.value})"))
+        twice = f"registered twice ({seen[ep.name]} and {ep.value})" if ep.name in seen else None
+        seen.setdefault(ep.name, ep.value)
+        out.append((ep.name, ep.value, twice))
+    return out
+
+
+def load_registered(name: str, target: str) -> Candidate:
+    """The candidate an entry point ``name = target`` registers (it must be named ``name``)."""
+    cand = _from_target(target, name)
+    if cand.name != name:
+        raise CandidateError(f"candidate {name!r}: entry point produced a candidate named {cand.name!r}")
+    return cand
+
+
+def registered_candidates() -> list[Registered]:
+    """Every candidate registered by entry point, each loaded (in this
+    process) or with its one-line error; one broken candidate never hides
+    the others."""
+    out = []
+    for name, target, problem in registrations():
+        if problem:
+            out.append(Registered(name, target, None, problem))
             continue
-        seen[ep.name] = ep.value
         try:
-            cand = _from_target(ep.value, ep.name)
-            if cand.name != ep.name:
-                raise CandidateError(f"candidate {ep.name!r}: entry point produced a candidate named {cand.name!r}")
-            out.append(Registered(ep.name, ep.value, cand, None))
+            out.append(Registered(name, target, load_registered(name, target), None))
         except CandidateError as exc:
-            out.append(Registered(ep.name, ep.value, None, str(exc)))
+            out.append(Registered(name, target, None, str(exc)))
     return out
 
 
@@ -146,29 +161,8 @@ def load_candidate(spec=None) -> Candidate:
         return _from_target(spec)
     for ep in _entry_points():
         if ep.name == spec:
-            cand = _from_target(ep.value, spec)
-            if cand.name != spec:
-                raise CandidateError(f"candidate {spec!r}: entry point produced a candidate named {cand.name!r}")
-            return cand
+            return load_registered(spec, ep.value)
     names = registered_names()
     raise CandidateError(
         f"unknown candidate {spec!r}; registered: {', '.join(names) or 'none'} (or use module:attr)"
     )
-
-
-def describe_registered() -> list[dict]:
-    """``sapo-conformance list``: each registered candidate, its claims and
-    whether (and on which devices) it can run here, or why not."""
-    rows = []
-    for reg in registered_candidates():
-        if reg.candidate is None:
-            rows.append(dict(name=reg.name, framework="-", version="-", dtypes=[], devices=[], profile="-",
-                             runs_here=False, here=[], reason=reg.error, target=reg.target))
-            continue
-        info = reg.candidate.info
-        avail = reg.candidate.availability()
-        here = reg.candidate.runnable_devices() if avail else ()
-        rows.append(dict(name=info.name, framework=info.framework, version=info.framework_version,
-                         dtypes=list(info.dtypes), devices=list(info.devices), profile=info.profile,
-                         runs_here=bool(avail), here=list(here), reason=avail.reason, target=reg.target))
-    return rows

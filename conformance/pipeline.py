@@ -376,6 +376,40 @@ def benchmark(specs: Iterable, *, shapes, dtypes=None, device: str = "cpu", prof
     return out
 
 
+def list_candidates() -> list[dict]:
+    """``sapo-conformance list``: every registered candidate, each loaded in
+    a worker process of its own (one that crashes on import is a row saying
+    so; the workers run side by side), with its claims and the devices it can
+    run on here, or why not."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .isolate import IsolatedRunner, default_memory_limit
+    from .loading import registrations
+
+    def row(registration) -> dict:
+        name, target, problem = registration
+        out = dict(name=name, framework="-", version="-", dtypes=[], devices=[], profile="-", runs_here=False,
+                   here=[], reason=problem or "", target=target)
+        if problem is not None:
+            return out
+        runner = IsolatedRunner(target, registered_as=name, device="cpu", profile="default", seed=0,
+                                memory_limit=default_memory_limit())
+        try:
+            runner.start()
+            info = runner.candidate.info
+            out.update(framework=info.framework, version=info.framework_version, dtypes=list(info.dtypes),
+                       devices=list(info.devices), profile=info.profile, runs_here=bool(runner.runnable),
+                       here=list(runner.runnable), reason=runner.reason_anywhere)
+        except CandidateError as exc:
+            out["reason"] = str(exc)
+        finally:
+            runner.close()
+        return out
+
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        return list(pool.map(row, registrations()))
+
+
 def write_all(entries: list[Entry], directory) -> dict:
     """Each report in ``directory/<name>/``, then the matrix files; returns the matrix."""
     from . import compare

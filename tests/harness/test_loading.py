@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import sys
 
 import pytest
 
@@ -86,6 +87,19 @@ def test_broken_entry_points_do_not_hide_the_others(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "broken" in out and "no: candidate 'broken': its factory raised RuntimeError" in out
     assert "yes (cpu)" in out
+
+
+def test_list_loads_each_candidate_in_a_worker(monkeypatch, capsys):
+    """A candidate module that kills its process on import is one row of
+    ``list``; the harness process never imports it."""
+    eps = [_EP("crashes", "tests.harness.import_crash:candidate"), _EP("numpy-fp32", "conformance.builtins:numpy_fp32")]
+    monkeypatch.setattr(loading, "_entry_points", lambda: eps)
+    assert cli.main(["list", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert not rows["crashes"]["runs_here"]
+    assert rows["crashes"]["reason"] == "candidate 'crashes': its process exited with status 3 while loading"
+    assert rows["numpy-fp32"]["runs_here"] and rows["numpy-fp32"]["here"] == ["cpu"]
+    assert "tests.harness.import_crash" not in sys.modules
 
 
 def test_list_shows_every_builtin_runnable_here(capsys):
