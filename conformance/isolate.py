@@ -131,7 +131,7 @@ def _worker_main(conn, spec: str, device: str, profile: str, seed: int, memory_l
         if msg["type"] == "exit":
             return
         if msg["type"] == "unit":
-            records = run_unit(local.context, Unit(CHECKS_BY_NAME[msg["check"]], msg["dtype"], msg["mode"]))
+            records = run_unit(local.context, Unit(CHECKS_BY_NAME[msg["check"]], msg["dtype"], msg["loss_agg_mode"]))
             _send(conn, {"type": "records", "records": [encode_record(r) for r in records],
                          "compilations": cand.compilations()})
         elif msg["type"] == "bench":
@@ -322,7 +322,8 @@ class IsolatedRunner:
         """One unit's records, and "timeout" or "crash" when it went wrong."""
         try:
             worker = self._ensure()
-            worker.request({"type": "unit", "check": unit.check.name, "dtype": unit.dtype, "mode": unit.mode})
+            worker.request({"type": "unit", "check": unit.check.name, "dtype": unit.dtype,
+                            "loss_agg_mode": unit.loss_agg_mode})
             msg = worker.receive(deadline)
         except CandidateError as exc:
             return [lost(unit, f"the candidate's process could not be restarted: {exc}")], "crash"

@@ -153,7 +153,7 @@ def decode_counterexample(d: dict) -> Counterexample:
 
 def encode_record(rec: Record) -> dict:
     """A record as JSON-safe data, losslessly (for the isolation worker)."""
-    return {"check": rec.check, "group": rec.group, "title": rec.title, "dtype": rec.dtype, "mode": rec.mode,
+    return {"check": rec.check, "group": rec.group, "title": rec.title, "dtype": rec.dtype, "loss_agg_mode": rec.loss_agg_mode,
             "device": rec.device, "status": rec.status,
             "max_error": None if rec.max_error is None else _num(rec.max_error),
             "bound": None if rec.bound is None else _num(rec.bound), "examples": rec.examples,
@@ -166,7 +166,7 @@ def decode_record(d: dict) -> Record:
     """The inverse of :func:`encode_record`; ValueError if malformed."""
     try:
         return Record(check=str(d["check"]), group=str(d["group"]), title=str(d["title"]), dtype=str(d["dtype"]),
-                      mode=d["mode"], device=str(d["device"]), status=d["status"] if d["status"] in STATUSES
+                      loss_agg_mode=d["loss_agg_mode"], device=str(d["device"]), status=d["status"] if d["status"] in STATUSES
                       else "error", max_error=None if d["max_error"] is None else from_num(d["max_error"]),
                       bound=None if d["bound"] is None else from_num(d["bound"]), examples=int(d["examples"]),
                       duration_s=float(d["duration_s"]), message=str(d["message"]),
@@ -227,7 +227,7 @@ def record_to_json(rec: Record, report_path: str) -> dict:
         "check": rec.check,
         "group": rec.group,
         "title": rec.title,
-        "params": {"dtype": rec.dtype, "loss_agg_mode": rec.mode, "device": rec.device},
+        "params": {"dtype": rec.dtype, "loss_agg_mode": rec.loss_agg_mode, "device": rec.device},
         "status": rec.status,
         "max_error": None if rec.max_error is None else _num(rec.max_error),
         "bound": None if rec.bound is None else _num(rec.bound),

@@ -23,7 +23,7 @@ def _sharded(micro_batches: int):
         cand = ctx.candidate
         dtype = tally.dtype
         for batch in invariant_batches(ctx, tally, tally.check):
-            opts = CallOptions(loss_agg_mode=tally.mode)
+            opts = CallOptions(loss_agg_mode=tally.loss_agg_mode)
             rounded = get_driver(cand.info.framework).prepare(cand, batch, dtype, "cpu", check_inputs=False).rounded
             ref = reference_for(cand, rounded, opts, dtype)
             den = ref.denominators

@@ -22,7 +22,7 @@ def _cases():
 
 
 def replay(ctx: Context, tally: Tally) -> None:
-    dtype, mode = tally.dtype, tally.mode
+    dtype, mode = tally.dtype, tally.loss_agg_mode
     try:
         cases = _cases()
     except golden.GoldenError as exc:

@@ -46,8 +46,8 @@ def transform_check(name: str, title: str, transform) -> CheckDef:
     against the oracle and check that the candidate agrees with itself."""
 
     def body(ctx: Context, tally: Tally) -> None:
-        rng = np.random.default_rng(unit_seed(ctx.seed, f"invariant.{name}[{tally.dtype},{tally.mode}]"))
-        opts = CallOptions(loss_agg_mode=tally.mode)
+        rng = np.random.default_rng(unit_seed(ctx.seed, f"invariant.{name}[{tally.dtype},{tally.loss_agg_mode}]"))
+        opts = CallOptions(loss_agg_mode=tally.loss_agg_mode)
         for batch in invariant_batches(ctx, tally, name):
             ev1 = evaluate_into(tally, ctx, batch, opts)
             if ev1 is None:
@@ -92,7 +92,7 @@ def shards(ctx: Context, tally: Tally) -> None:
     """Row shards with the global counts of the whole batch: each shard
     against the oracle, and the shard losses summing to the batch's."""
     for batch in invariant_batches(ctx, tally, "shards"):
-        opts = CallOptions(loss_agg_mode=tally.mode)
+        opts = CallOptions(loss_agg_mode=tally.loss_agg_mode)
         full = evaluate_into(tally, ctx, batch, opts)
         if full is None:
             return
@@ -115,7 +115,7 @@ def layouts(ctx: Context, tally: Tally) -> None:
     """One batch in every advantage layout the candidate claims."""
     batch = CASES_BY_ID["square-batch"].make()
     B, T = batch.shape
-    opts = CallOptions(loss_agg_mode=tally.mode)
+    opts = CallOptions(loss_agg_mode=tally.loss_agg_mode)
     first = None
     for layout in layouts_for(batch.advantages, B, T):
         if layout not in ctx.candidate.info.advantage_shapes:
@@ -133,7 +133,7 @@ def layouts(ctx: Context, tally: Tally) -> None:
 def determinism(ctx: Context, tally: Tally) -> None:
     """Three calls on each batch: bit-identical loss and gradient."""
     for batch in invariant_batches(ctx, tally, "determinism"):
-        opts = CallOptions(loss_agg_mode=tally.mode)
+        opts = CallOptions(loss_agg_mode=tally.loss_agg_mode)
         outs = []
         for _ in range(3):
             ev = evaluate_into(tally, ctx, batch, opts)

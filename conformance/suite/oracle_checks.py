@@ -36,7 +36,7 @@ def random_batches(ctx: Context, tally: Tally, *, weights: bool = False) -> None
     gets its own minimal counterexample."""
     info = ctx.candidate.info
     prof = ctx.profile
-    dtype, mode = tally.dtype, tally.mode
+    dtype, mode = tally.dtype, tally.loss_agg_mode
     failed: set[str] = set()
     strategy = st.tuples(
         batches(max_rows=prof.max_rows, max_cols=prof.max_cols, per_token_advantages="BT" in info.advantage_shapes,
@@ -97,7 +97,7 @@ def evaluate_into(tally: Tally, ctx: Context, batch: Batch, opts: CallOptions, l
 
 def invariant_batches(ctx: Context, tally: Tally, label: str):
     """The profile's small random batches for one unit (seeded by ``label``)."""
-    rng = np.random.default_rng(unit_seed(ctx.seed, f"{label}[{tally.dtype},{tally.mode}]"))
+    rng = np.random.default_rng(unit_seed(ctx.seed, f"{label}[{tally.dtype},{tally.loss_agg_mode}]"))
     for k in range(ctx.profile.invariant_batches):
         B, T = int(rng.integers(3, 7)), int(rng.integers(4, 40))
         olp = -rng.exponential(1.5, (B, T))
@@ -109,7 +109,7 @@ def invariant_batches(ctx: Context, tally: Tally, label: str):
 
 def edge_check(case) -> CheckDef:
     def body(ctx: Context, tally: Tally) -> None:
-        opts = CallOptions(tau_pos=case.tau_pos, tau_neg=case.tau_neg, loss_agg_mode=tally.mode)
+        opts = CallOptions(tau_pos=case.tau_pos, tau_neg=case.tau_neg, loss_agg_mode=tally.loss_agg_mode)
         evaluate_into(tally, ctx, case.make(), opts, case_id=case.id)
 
     def applies(candidate, dtype: str) -> bool:
@@ -121,12 +121,12 @@ def edge_check(case) -> CheckDef:
 def low_precision(ctx: Context, tally: Tally) -> None:
     """Low-precision inputs on long rows with cancelling advantages: only a
     kernel that computes the gate and accumulates in float32 passes."""
-    rng = np.random.default_rng(unit_seed(ctx.seed, f"precision[{tally.dtype},{tally.mode}]"))
+    rng = np.random.default_rng(unit_seed(ctx.seed, f"precision[{tally.dtype},{tally.loss_agg_mode}]"))
     B, T = 8, 2048
     olp = -rng.exponential(1.0, (B, T))
     batch = Batch(olp + rng.normal(0, 0.2, (B, T)), olp, np.where(np.arange(B) % 2 == 0, 1.0, -1.0),
                   np.ones((B, T), bool))
-    evaluate_into(tally, ctx, batch, CallOptions(loss_agg_mode=tally.mode))
+    evaluate_into(tally, ctx, batch, CallOptions(loss_agg_mode=tally.loss_agg_mode))
 
 
 def exposed_gate(ctx: Context, tally: Tally) -> None:
@@ -152,7 +152,7 @@ def exposed_gate(ctx: Context, tally: Tally) -> None:
 def finite_differences(ctx: Context, tally: Tally) -> None:
     """float64: the candidate's gradient against central differences of its
     own loss along random directions (Richardson-extrapolated)."""
-    mode = tally.mode
+    mode = tally.loss_agg_mode
     driver = get_driver(ctx.candidate.info.framework)
     rng = np.random.default_rng(unit_seed(ctx.seed, f"fd[{mode}]"))
     rec = tally.record("directional")

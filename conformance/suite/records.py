@@ -39,7 +39,7 @@ class Record:
     group: str
     title: str
     dtype: str
-    mode: str | None
+    loss_agg_mode: str | None
     device: str
     status: str = "pass"  # pass | fail | error | skip
     max_error: float | None = None  # the error of the worst observation (largest error / bound)
@@ -52,7 +52,7 @@ class Record:
 
     @property
     def id(self) -> str:
-        params = self.dtype if self.mode is None else f"{self.dtype},{self.mode}"
+        params = self.dtype if self.loss_agg_mode is None else f"{self.dtype},{self.loss_agg_mode}"
         return f"{self.check}[{params}]"
 
     @property
@@ -128,14 +128,15 @@ def comparison_samples(ev: Evaluation, comp: Comparison) -> list:
 class Tally:
     """The records of one check run (a unit), one per compared quantity."""
 
-    def __init__(self, check: str, group: str, title: str, dtype: str, mode: str | None, device: str):
+    def __init__(self, check: str, group: str, title: str, dtype: str, loss_agg_mode: str | None,
+                 device: str):
         self.check, self.group, self.title = check, group, title
-        self.dtype, self.mode, self.device = dtype, mode, device
+        self.dtype, self.loss_agg_mode, self.device = dtype, loss_agg_mode, device
         self.records: dict[str, Record] = {}
 
     def record(self, quantity: str) -> Record:
         if quantity not in self.records:
-            self.records[quantity] = Record(f"{self.check}:{quantity}", self.group, self.title, self.dtype, self.mode,
+            self.records[quantity] = Record(f"{self.check}:{quantity}", self.group, self.title, self.dtype, self.loss_agg_mode,
                                             self.device)
         return self.records[quantity]
 

@@ -26,7 +26,7 @@ def unit_seed(seed: int, label: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{label}".encode()).digest()[:4], "little")
 
 
-#: ``body(ctx, tally)``: run the check for ``tally.dtype`` and ``tally.mode``, recording into ``tally``
+#: ``body(ctx, tally)``: run the check for ``tally.dtype`` and ``tally.loss_agg_mode``, recording into ``tally``
 Body = Callable[[Context, Tally], None]
 
 
@@ -47,5 +47,5 @@ class CheckDef:
     body: Body
     applies: Callable[[Candidate, str], bool] = always
 
-    def tally(self, dtype: str, mode: str | None, device: str) -> Tally:
-        return Tally(self.name, self.group, self.title, dtype, mode, device)
+    def tally(self, dtype: str, loss_agg_mode: str | None, device: str) -> Tally:
+        return Tally(self.name, self.group, self.title, dtype, loss_agg_mode, device)

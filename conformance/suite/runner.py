@@ -28,11 +28,11 @@ class Unit:
 
     check: CheckDef
     dtype: str
-    mode: str | None
+    loss_agg_mode: str | None
 
     @property
     def id(self) -> str:
-        return f"{self.check.name}[{self.dtype}{'' if self.mode is None else ',' + self.mode}]"
+        return f"{self.check.name}[{self.dtype}{'' if self.loss_agg_mode is None else ',' + self.loss_agg_mode}]"
 
 
 def plan(candidate: Candidate, *, dtypes: Iterable[str] | None = None, modes: Iterable[str] | None = None,
@@ -74,13 +74,13 @@ def failed_unit(unit: Unit, device: str, message: str, *, where: str) -> Record:
     """The record of a unit that did not finish: ``where`` is "harness" (a
     check raised) or "isolation" (the worker crashed, hung or was not run)."""
     return Record(check=f"{unit.check.name}:{where}", group=unit.check.group, title=unit.check.title,
-                  dtype=unit.dtype, mode=unit.mode, device=device, status="error", message=message)
+                  dtype=unit.dtype, loss_agg_mode=unit.loss_agg_mode, device=device, status="error", message=message)
 
 
 def run_unit(ctx: Context, unit: Unit) -> list[Record]:
     """One unit's records; a check that raises is a harness error record."""
     start = time.perf_counter()
-    tally = unit.check.tally(unit.dtype, unit.mode, ctx.device)
+    tally = unit.check.tally(unit.dtype, unit.loss_agg_mode, ctx.device)
     try:
         unit.check.body(ctx, tally)
     except Exception as exc:  # a bug in a check: report it, keep going
@@ -120,7 +120,7 @@ class RepeatedError:
                 and len({u.check.name for u in self.streak}) >= self.limit_checks)
 
     def not_run(self, remaining: list[Unit], device: str) -> Record:
-        return Record(check="run:stopped", group="run", title="the run stopped early", dtype="*", mode=None,
+        return Record(check="run:stopped", group="run", title="the run stopped early", dtype="*", loss_agg_mode=None,
                       device=device, status="error",
                       message=f"{len(remaining)} check units not run: the candidate raised the same error in "
                               f"{len(self.streak)} units of {len({u.check.name for u in self.streak})} checks in a "
