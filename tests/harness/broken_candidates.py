@@ -29,9 +29,11 @@ def _segfault():
     ctypes.string_at(0)  # reads address 0: SIGSEGV
 
 
-def _on_fp16(action):
+def _on_fp16(action, mode=None):
+    """A kernel that does ``action`` on float16 calls (in aggregation ``mode``
+    only, if given) and is numpy-fp32 otherwise."""
     def kernel(logprob, *args, **kwargs):
-        if logprob.dtype == np.float16:
+        if logprob.dtype == np.float16 and mode in (None, kwargs.get("loss_agg_mode")):
             action()
         return _base.kernel(logprob, *args, **kwargs)
 
@@ -56,6 +58,8 @@ segfaults = _wrap("segfaults", _on_fp16(_segfault))
 raises = _wrap("raises", _on_fp16(_raise))
 #: never returns from a float16 call
 hangs = _wrap("hangs", _on_fp16(_hang))
+#: never returns from a float16 token-mean call (one hung unit per check)
+hangs_once = _wrap("hangs-once", _on_fp16(_hang, "token-mean"))
 #: calls os._exit on float16 (what a C library's abort() or exit() looks like)
 exits = _wrap("exits", _on_fp16(lambda: os._exit(7)))
 #: raises SystemExit on float16: in-process, that would end the harness
