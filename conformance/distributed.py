@@ -69,6 +69,16 @@ def _rows(B: int, rank: int, world: int) -> np.ndarray:
     return np.arange(rank, B, world)
 
 
+def rank_parts(B: int, rank: int, world: int, micro_batches: int) -> list[np.ndarray]:
+    """The rows of each call a rank makes: its rows, split into micro-batches."""
+    return [part for part in np.array_split(_rows(B, rank, world), micro_batches) if part.size]
+
+
+def all_parts(B: int, world: int, micro_batches: int) -> tuple[np.ndarray, ...]:
+    """The rows of every call of a sharded run, over all ranks."""
+    return tuple(p for rank in range(world) for p in rank_parts(B, rank, world, micro_batches))
+
+
 def _take(batch: Batch, rows: np.ndarray) -> Batch:
     adv = batch.advantages[rows]
     w = None if batch.weights is None else batch.weights[rows]
@@ -92,10 +102,7 @@ def _rank_main(rank: int, world: int, store: str, candidate: Candidate, batch: B
         grad = torch.zeros((B, T), dtype=torch.float64)
         loss = torch.zeros((), dtype=torch.float64)
         loss_dtype = grad_dtype = ""
-        mine = _rows(B, rank, world)
-        for part in np.array_split(mine, micro_batches):  # gradient accumulation over micro-batches
-            if part.size == 0:
-                continue
+        for part in rank_parts(B, rank, world, micro_batches):  # gradient accumulation over micro-batches
             out = driver.call(candidate, _take(batch, part), dtype, "cpu", options)
             if out.grad is None:
                 raise CandidateError("produced no gradient")

@@ -23,6 +23,12 @@ class Evaluation:
     output: Output
     reference: sapo_ref.SAPOResult
     comparisons: tuple[tol.Comparison, ...]
+    #: what the call was: for diagnosing a failure (conformance.diagnose)
+    options: CallOptions = CallOptions()
+    layout: str | None = None
+    profile: str = "canonical"
+    #: a sharded run: the rows of each separate call whose results were summed
+    parts: tuple | None = None
 
     @property
     def passed(self) -> bool:
@@ -52,6 +58,8 @@ class Conditioning:
     grad: np.ndarray
     gate: np.ndarray
     log_ratio: np.ndarray  # |log-ratio|, 0 at masked positions
+    #: |c A w| max(1, r) per token: the practical tolerance's gradient scale
+    grad_scale: np.ndarray
 
 
 def conditioning(ref: sapo_ref.SAPOResult, inputs: Batch) -> Conditioning:
@@ -73,9 +81,12 @@ def conditioning(ref: sapo_ref.SAPOResult, inputs: Batch) -> Conditioning:
     def clean(x):
         return np.where(m & np.isfinite(x), x, 0.0)
 
+    with np.errstate(invalid="ignore", over="ignore"):
+        caw = np.abs(ref.agg_weight * adv) * (1.0 if inputs.weights is None else np.abs(inputs.weights))
+        grad_scale = caw * np.maximum(1.0, np.where(np.isfinite(ref.ratio), ref.ratio, 0.0))
     if sem.importance_sampling_level == "sequence":
         grad = _sequence_grad_conditioning(ref, m, grad)
-    return Conditioning(clean(grad), clean(gate), d)
+    return Conditioning(clean(grad), clean(gate), d, clean(grad_scale))
 
 
 def _sequence_grad_conditioning(ref: sapo_ref.SAPOResult, m: np.ndarray, token_cond: np.ndarray) -> np.ndarray:
@@ -111,11 +122,13 @@ def _metric_terms(name: str, ref: sapo_ref.SAPOResult, inputs: Batch, cond: Cond
     return np.ones(int(m.sum())), np.zeros(int(m.sum()))  # pos_adv_frac: a count
 
 
-def compare(candidate: Candidate, out: Output, ref: sapo_ref.SAPOResult) -> tuple[tol.Comparison, ...]:
-    """Loss, gradient (dtype, masked positions exactly 0), claimed metrics, inputs."""
+def compare(candidate: Candidate, out: Output, ref: sapo_ref.SAPOResult, *,
+            acc_dtype: str | None = None) -> tuple[tol.Comparison, ...]:
+    """Loss, gradient (dtype, masked positions exactly 0), claimed metrics,
+    inputs.  ``acc_dtype`` overrides the precision the bounds assume."""
     info = candidate.info
     mask = out.inputs.mask.astype(bool)
-    acc = tol.accumulation_dtype(out.dtype)
+    acc = acc_dtype or tol.accumulation_dtype(out.dtype)
     cond = conditioning(ref, out.inputs)
     n = int(mask.sum())
     with np.errstate(invalid="ignore", over="ignore"):
@@ -126,7 +139,7 @@ def compare(candidate: Candidate, out: Output, ref: sapo_ref.SAPOResult) -> tupl
                                 out_dtype=out.loss_dtype or out.dtype, acc_dtype=acc, cond_abs_sum=loss_cond)]
     if info.provides_grad and out.grad is not None:
         comps.append(tol.compare_elementwise("grad", out.grad, ref.grad, out.grad_dtype or out.dtype, where=mask,
-                                             cond=cond.grad, compute_dtype=acc))
+                                             cond=cond.grad, compute_dtype=acc, practical_scale=cond.grad_scale))
         comps.append(tol.exact("grad-dtype", out.grad_dtype == out.dtype,
                                f"gradient is {out.grad_dtype}, logprob is {out.dtype}"))
         masked = out.grad[~mask]
@@ -162,4 +175,4 @@ def evaluate(candidate: Candidate, batch: Batch, *, dtype: str, device: str = "c
     """Run the candidate once and compare it with the oracle."""
     out = get_driver(candidate.info.framework).call(candidate, batch, dtype, device, options, layout)
     ref = reference_for(candidate, out.inputs, options, dtype)
-    return Evaluation(out, ref, compare(candidate, out, ref))
+    return Evaluation(out, ref, compare(candidate, out, ref), options, layout, candidate.info.profile)

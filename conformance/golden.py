@@ -524,7 +524,12 @@ def reference(case: LoadedCase) -> sapo_ref.SAPOResult:
     from sapo_ref._aggregate import Denominators
     from sapo_ref._loss import Semantics
 
-    sem = Semantics(**case.meta["semantics"])
+    stored = case.meta["semantics"]
+    profile = sapo_ref.get_profile(stored["profile"])
+    # the manifest stores the fields that vary between cases; the level and the
+    # sequence advantage are the profile's own
+    sem = Semantics(**{"importance_sampling_level": profile.importance_sampling_level,
+                       "sequence_advantage": profile.sequence_advantage, **stored})
     o = case.outputs
     metrics = dict(zip(METRIC_NAMES, (float(x) for x in o["metrics"])))
     return sapo_ref.SAPOResult(loss=float(o["loss"]), grad=o["grad"], token_loss=o["token_loss"], gate=o["gate"],

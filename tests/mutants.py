@@ -4,7 +4,10 @@ Each mutant is a correct float32 PyTorch implementation with exactly one
 defect, the kind real kernels have in the per-token formulas or the
 aggregation (SPEC.md, sections 2 and 3), and names the checks meant to catch
 it.  ``tests/test_mutants.py`` asserts that every mutant is reported
-non-conformant by one of those checks and prints the kill table.
+non-conformant by one of those checks and prints the kill table.  A mutant's
+name is the id of its defect in the catalogue (``conformance.defects``), which
+supplies its description; ``tests/harness/test_defects.py`` checks that the
+catalogue's transformed oracle reproduces each mutant.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from conformance import Candidate, CandidateInfo, KernelOutput
+from conformance.defects import DEFECTS_BY_ID
 from sapo_ref import METRIC_NAMES
 
 SAT = 60.0
@@ -128,8 +132,9 @@ def _make(name, defect, *, dtypes=("float32",), deterministic=True, metrics=METR
             a = torch.where(m, adv, 0.0)
         if sequence:
             n = m.sum(-1, keepdim=True).clamp(min=1).to(cdt)
-            if defect == "seq-arithmetic-mean":  # the mean of the ratios, not of the log-ratios
-                d = torch.where(m, torch.log((torch.exp(d) * m).sum(-1, keepdim=True) / n).expand_as(d), 0.0)
+            if defect == "seq-arithmetic-mean":  # the mean of the ratios, not of the log-ratios (no overflow)
+                lse = torch.logsumexp(torch.where(m, d, -torch.inf), -1, keepdim=True)
+                d = torch.where(m, (lse - torch.log(n)).expand_as(d), 0.0)
             elif defect == "seq-unspread-grad":
                 d = _SpreadOrNot.apply(d, m)
             else:
@@ -148,8 +153,8 @@ def _make(name, defect, *, dtypes=("float32",), deterministic=True, metrics=METR
             tau = torch.where(a > 0, torch.tensor(tau_pos, **ttype), torch.tensor(tau_neg, **ttype))
         if w is not None and defect != "weights-ignored":
             a = a * w
-        if defect == "exp-overflow-nan":
-            gate = 4 / tau * torch.sigmoid(tau * (torch.exp(d) - 1))  # naive: inf * 0 = NaN gradients
+        if defect == "exp-overflow-nan":  # naive exp: inf * 0 = NaN gradients (1 - sigmoid itself stable)
+            gate = 4 / tau * torch.exp(F.logsigmoid(tau * (torch.exp(d) - 1)))
         elif defect in ("grad-missing-r", "naive-one-minus-sigmoid"):
             gate = _GateGrad.apply(torch.where(d > SAT, SAT, d), tau, defect)
         else:
@@ -170,74 +175,51 @@ def _make(name, defect, *, dtypes=("float32",), deterministic=True, metrics=METR
             loss = loss + torch.rand(()) * 1e-6 * loss.detach().abs()  # a few float32 ulps
         count = m.sum().clamp(min=1).to(torch.float32)
         rd = torch.where(m, raw.detach().float(), 0.0)
+        ratio_d = torch.where(m, d.detach().float(), 0.0)  # the ratio's own log: the row's at the sequence level
         metrics = {
             "ppo_kl": (rd.sum() if defect == "ppo-kl-sign" else -rd.sum()) / count,
-            "avg_ratio": torch.where(m, torch.exp(rd), 0.0).sum() / count,
+            "avg_ratio": torch.where(m, torch.exp(ratio_d), 0.0).sum() / count,
             "avg_soft_gate": torch.where(m, gate.detach().float(), 0.0).sum() / count,
             "pos_adv_frac": ((adv.float() > 0) & m).sum() / count,
         }
         return KernelOutput(loss=loss, metrics=metrics)
 
-    info = CandidateInfo(name=f"mutant-{name}", framework="torch", description=defect, dtypes=dtypes,
-                         deterministic=deterministic, metrics=metrics, global_counts=True,
+    info = CandidateInfo(name=f"mutant-{name}", framework="torch", description=DEFECTS_BY_ID[defect].title,
+                         dtypes=dtypes, deterministic=deterministic, metrics=metrics, global_counts=True,
                          rollout_is_weights=weights, profile=profile, data_parallel=True)
     return Candidate(info, kernel)
 
 
+def _mutant(name, caught_by, **kw):
+    """A mutant whose name is its defect's id in the catalogue, and whose
+    description is the catalogue's title (one source for both)."""
+    return Mutant(name, DEFECTS_BY_ID[name].title, caught_by, _make(name, name, **kw))
+
+
 MUTANTS = (
-    Mutant("no-4-over-tau", "gate without the 4/tau factor (ms-swift 3.11-3.12.2)",
-           ("random:loss", "random:grad", "edge.*:loss"), _make("no-4-over-tau", "no-4-over-tau")),
-    Mutant("detached-gate", "-A * detach(f) * logprob: right gate, wrong loss and gradient (Trinity-RFT)",
-           ("random:grad", "edge.*:grad"), _make("detached-gate", "detached-gate")),
-    Mutant("swapped-tau", "tau_neg for A > 0 and tau_pos for A <= 0",
-           ("edge.temperatures-*", "random:loss", "random:grad"), _make("swapped-tau", "swapped-tau")),
-    Mutant("tau-pos-for-zero", "A >= 0 takes tau_pos (visible only in the gate of A = 0 tokens)",
-           ("edge.zero-advantage:metric:avg_soft_gate", "edge.temperatures-0.5-4:metric:avg_soft_gate",
-            "random:metric:avg_soft_gate", "edge.*:metric:avg_soft_gate"),
-           _make("tau-pos-for-zero", "tau-pos-for-zero")),
-    Mutant("inverted-ratio", "ratio = old / new", ("random:loss", "random:grad", "edge.*:grad"),
-           _make("inverted-ratio", "inverted-ratio")),
-    Mutant("grad-missing-r", "gradient -c A f'(r) without the factor r", ("random:grad", "edge.*:grad"),
-           _make("grad-missing-r", "grad-missing-r")),
-    Mutant("naive-one-minus-sigmoid", "f'(r) r as 4 s (1 - s) r in float32 (cancellation for z >~ 10)",
-           ("random:grad", "edge.*:grad"), _make("naive-one-minus-sigmoid", "naive-one-minus-sigmoid")),
-    Mutant("nan-through-mask", "x * mask instead of where: NaN in padding leaks",
-           ("edge.masked-nonfinite:*", "random:*", "invariant.padding:*"), _make("nan-through-mask",
-                                                                                  "nan-through-mask")),
-    Mutant("token-mean-for-seq", "token-mean whatever mode is claimed",
-           ("random:loss", "random:grad", "edge.*:loss"), _make("token-mean-for-seq", "token-mean-for-seq")),
-    Mutant("counts-empty-rows", "rows with no token counted in S while 'exclude' is claimed",
-           ("edge.empty-row:*", "random:loss", "random:grad", "invariant.*"),
-           _make("counts-empty-rows", "counts-empty-rows")),
-    Mutant("fp16-inside", "float16 inputs computed in float16", ("precision.*", "random:*", "edge.*"),
-           _make("fp16-inside", "fp16-inside", dtypes=("float16",))),
-    Mutant("exp-overflow-nan", "exp(log-ratio) overflows to inf and autograd gives inf * 0 = NaN",
-           ("edge.exp-overflow:grad", "edge.log-ratio-infinite:*", "random:grad"),
-           _make("exp-overflow-nan", "exp-overflow-nan")),
-    Mutant("mutates-inputs", "cleans NaN out of old_logprob in place", ("*:inputs-unmodified",),
-           _make("mutates-inputs", "mutates-inputs")),
-    Mutant("broadcast-trap", "(B,) advantages broadcast along the token axis (silent when B == T)",
-           ("invariant.layouts:*", "edge.square-batch:*"),
-           _make("broadcast-trap", "broadcast-trap")),
-    Mutant("ppo-kl-sign", "ppo_kl with the wrong sign", ("*:metric:ppo_kl",), _make("ppo-kl-sign", "ppo-kl-sign")),
-    Mutant("gradient-scaled", "gradient 1 % too large, loss right", ("random:grad", "edge.*:grad"),
-           _make("gradient-scaled", "gradient-scaled")),
-    Mutant("nondeterministic", "claims determinism, adds run-to-run noise", ("invariant.determinism:*",),
-           _make("nondeterministic", "nondeterministic")),
-    Mutant("local-counts", "takes the global counts, normalises by the shard's own (wrong under data parallelism)",
-           ("distributed.*", "invariant.shards:*"), _make("local-counts", "local-counts")),
-    Mutant("weights-ignored", "claims rollout_is_weights, ignores them", ("weights.random:loss", "weights.random:grad"),
-           _make("weights-ignored", "weights-ignored", weights=True)),
-    Mutant("weights-in-denominator", "token-mean normalised by the sum of the weights, not the token count",
-           ("weights.random:loss", "weights.random:grad"),
-           _make("weights-in-denominator", "weights-in-denominator", weights=True)),
-    Mutant("weights-choose-tau", "tau chosen by the sign of A * w (a zero weight switches the branch)",
-           ("weights.random:metric:avg_soft_gate",),
-           _make("weights-choose-tau", "weights-choose-tau", weights=True)),
-    Mutant("seq-arithmetic-mean", "sequence level with the mean of the ratios instead of exp(mean log-ratio)",
-           ("random:loss", "random:grad", "edge.*"),
-           _make("seq-arithmetic-mean", "seq-arithmetic-mean", profile="canonical-sequence")),
-    Mutant("seq-unspread-grad", "sequence-level value, but each token gets its own share of the gradient",
-           ("random:grad", "edge.*:grad", "gradient.*"),
-           _make("seq-unspread-grad", "seq-unspread-grad", profile="canonical-sequence")),
+    _mutant("no-4-over-tau", ("random:loss", "random:grad", "edge.*:loss")),
+    _mutant("detached-gate", ("random:grad", "edge.*:grad")),
+    _mutant("swapped-tau", ("edge.temperatures-*", "random:loss", "random:grad")),
+    _mutant("tau-pos-for-zero", ("edge.zero-advantage:metric:avg_soft_gate",
+                                 "edge.temperatures-0.5-4:metric:avg_soft_gate", "random:metric:avg_soft_gate",
+                                 "edge.*:metric:avg_soft_gate")),
+    _mutant("inverted-ratio", ("random:loss", "random:grad", "edge.*:grad")),
+    _mutant("grad-missing-r", ("random:grad", "edge.*:grad")),
+    _mutant("naive-one-minus-sigmoid", ("random:grad", "edge.*:grad")),
+    _mutant("nan-through-mask", ("edge.masked-nonfinite:*", "random:*", "invariant.padding:*")),
+    _mutant("token-mean-for-seq", ("random:loss", "random:grad", "edge.*:loss")),
+    _mutant("counts-empty-rows", ("edge.empty-row:*", "random:loss", "random:grad", "invariant.*")),
+    _mutant("fp16-inside", ("precision.*", "random:*", "edge.*"), dtypes=("float16",)),
+    _mutant("exp-overflow-nan", ("edge.exp-overflow:grad", "edge.log-ratio-infinite:*", "random:grad")),
+    _mutant("mutates-inputs", ("*:inputs-unmodified",)),
+    _mutant("broadcast-trap", ("invariant.layouts:*", "edge.square-batch:*")),
+    _mutant("ppo-kl-sign", ("*:metric:ppo_kl",)),
+    _mutant("gradient-scaled", ("random:grad", "edge.*:grad")),
+    _mutant("nondeterministic", ("invariant.determinism:*",)),
+    _mutant("local-counts", ("distributed.*", "invariant.shards:*")),
+    _mutant("weights-ignored", ("weights.random:loss", "weights.random:grad"), weights=True),
+    _mutant("weights-in-denominator", ("weights.random:loss", "weights.random:grad"), weights=True),
+    _mutant("weights-choose-tau", ("weights.random:metric:avg_soft_gate",), weights=True),
+    _mutant("seq-arithmetic-mean", ("random:loss", "random:grad", "edge.*"), profile="canonical-sequence"),
+    _mutant("seq-unspread-grad", ("random:grad", "edge.*:grad", "gradient.*"), profile="canonical-sequence"),
 )

@@ -1,5 +1,7 @@
 """The suites must reject every deliberately wrong candidate, by the check
-meant to catch it, and pass every correct built-in over 20 seeds.
+meant to catch it, diagnose each of its findings as its own defect (the
+catalogue, conformance/defects.py), and pass every correct built-in -- so
+that no correct built-in ever gets a diagnosis -- over 20 seeds.
 
 The kill table (mutant -> checks that caught it) is printed at the end of
 the run.
@@ -12,6 +14,8 @@ import os
 
 import pytest
 
+from conformance import findings
+from conformance.report import record_to_json
 from conformance.suite import plan, run_units
 
 from .harness.conftest import BUILTINS, available_or_skip
@@ -30,6 +34,9 @@ def test_mutant_is_reported_by_the_check_meant_to_catch_it(mutant):
     assert caught, (f"{mutant.name} was caught only by {sorted({r.check for r in failing})[:10]}, "
                     f"not by {mutant.caught_by}")
     KILL_TABLE[mutant.name] = caught
+    found = findings.build([record_to_json(r, "report.json") for r in records]).findings
+    wrong = [(f["id"], f["category"], f["defects"] or f["title"]) for f in found if mutant.name not in f["defects"]]
+    assert not wrong, f"{mutant.name}: findings not diagnosed as {mutant.name}: {wrong[:5]}"
 
 
 SEED_DEPENDENT = ["random", "invariant.*"]

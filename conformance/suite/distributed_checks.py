@@ -37,7 +37,9 @@ def _sharded(micro_batches: int):
                 break
             out = Output(loss=red.loss, grad=red.grad, metrics={}, inputs=rounded, dtype=dtype, device="cpu",
                          grad_dtype=red.grad_dtype, loss_dtype=red.loss_dtype)
-            tally.add(Evaluation(out, ref, compare(cand.with_info(metrics=()), out, ref)), example)
+            parts = distributed.all_parts(batch.shape[0], ctx.profile.dp_world_size, micro_batches)
+            tally.add(Evaluation(out, ref, compare(cand.with_info(metrics=()), out, ref), gopts, None, cand.info.profile,
+                                 parts), example)
 
     return body
 

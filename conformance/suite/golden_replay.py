@@ -44,7 +44,7 @@ def replay(ctx: Context, tally: Tally) -> None:
             tally.raised("call", exc, example)
             break
         ref = golden.reference(case)
-        tally.add(Evaluation(out, ref, compare(ctx.candidate, out, ref)), example)
+        tally.add(Evaluation(out, ref, compare(ctx.candidate, out, ref), opts, None, info.profile), example)
     if not tally.records:
         tally.record("fixtures").skip(f"no golden case for {dtype}, {mode}, profile {info.profile}")
 

@@ -8,13 +8,15 @@ from dataclasses import replace
 
 import numpy as np
 
+import sapo_ref
+
 from .. import tolerance as tol
 from ..candidate import Batch, CallOptions
 from ..cases import CASES_BY_ID
 from ..drivers import layouts_for
 from ..evaluate import conditioning
 from .oracle_checks import evaluate_into, invariant_batches
-from .records import Tally
+from .records import Counterexample, Tally
 from .registry import CheckDef, Context, unit_seed
 
 
@@ -34,10 +36,11 @@ def consistency(tally: Tally, a_loss, b_loss, a_grad, b_grad, ref, out) -> None:
     if a_grad is not None and b_grad is not None:
         g = tol.compare_elementwise("consistency-grad", b_grad, a_grad, out.grad_dtype or dtype, where=mask,
                                     cond=cond.grad, compute_dtype=acc)
-        comps.append(replace(g, error=g.error / 2, passed=g.error / 2 <= g.k))
+        comps.append(g.halved())
     rec = tally.record("consistency")
     for c in comps:
-        rec.observe(c.error, c.k, passed=c.passed, message=f"{c.quantity}: {c.detail or c.error}")
+        rec.observe(c.error, c.k, passed=c.passed, message=f"{c.quantity}: {c.detail or c.error}", category=c.category,
+                    practical_error=c.practical_error)
 
 
 def transform_check(name: str, title: str, transform) -> CheckDef:
@@ -76,8 +79,11 @@ def _pad(batch, rng, ev, opts):
         return np.concatenate([x, np.full((B, pad), fill)], axis=1)
 
     b2 = Batch(widen(batch.logprob, junk), widen(batch.old_logprob, junk), batch.advantages, widen(batch.mask, False))
-    # seq-mean-token-sum-norm divides by the padded length T by definition
-    k = T / (T + pad) if opts.loss_agg_mode == "seq-mean-token-sum-norm" else 1.0
+    # seq-mean-token-sum-norm divides by the padded length T by definition -- the
+    # mode the candidate's profile computes, with the profile's normaliser
+    padded_norm = (ev.reference.semantics.loss_agg_mode == "seq-mean-token-sum-norm"
+                   and sapo_ref.get_profile(ev.profile).token_sum_norm is None)
+    k = T / (T + pad) if padded_norm else 1.0
     return b2, opts, lambda o1, o2: (o1.loss * k, o2.loss, None if o1.grad is None else o1.grad * k,
                                      None if o2.grad is None else o2.grad[:, :T])
 
@@ -144,7 +150,8 @@ def determinism(ctx: Context, tally: Tally) -> None:
         for o in outs[1:]:
             same = np.array(o.loss).tobytes() == np.array(outs[0].loss).tobytes() and (
                 o.grad is None or o.grad.tobytes() == outs[0].grad.tobytes())
-            rec.observe(0.0 if same else math.inf, 0.0, message=f"reruns differ: loss {outs[0].loss!r} then {o.loss!r}")
+            rec.observe(0.0 if same else math.inf, 0.0, category="contract", counterexample=Counterexample(batch, opts, tally.dtype, None),
+                        message=f"reruns differ: loss {outs[0].loss!r} then {o.loss!r}")
 
 
 CHECKS: tuple[CheckDef, ...] = (

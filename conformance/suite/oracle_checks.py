@@ -146,7 +146,8 @@ def exposed_gate(ctx: Context, tally: Tally) -> None:
             rec.raised(exc)
             break
         comp = tol.compare_elementwise("gate", g, sapo_ref.soft_gate(r_used, a_used, *taus), g_dtype)
-        rec.observe(comp.error, comp.k, passed=comp.passed, message=f"tau {taus}: {comp.detail}")
+        rec.observe(comp.error, comp.k, passed=comp.passed, message=f"tau {taus}: {comp.detail}", category=comp.category,
+                    practical_error=comp.practical_error)
 
 
 def finite_differences(ctx: Context, tally: Tally) -> None:
@@ -178,7 +179,7 @@ def finite_differences(ctx: Context, tally: Tally) -> None:
         scale = float(np.sum(np.abs(base.grad * v))) + 1e-300
         loss_scale = abs(base.loss) + scale
         allowed = 1e-6 * scale + 64 * 2.0**-52 * loss_scale / h
-        rec.observe(abs(fd - directional) / allowed, 1.0, counterexample=example,
+        rec.observe(abs(fd - directional) / allowed, 1.0, counterexample=example, category="semantics",
                     message=f"directional derivative {directional!r}, central differences {fd!r}")
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..candidate import Batch, CallOptions, CandidateError
+from ..tolerance import more_severe
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..evaluate import Evaluation
@@ -49,6 +50,16 @@ class Record:
     message: str = ""
     counterexample: Counterexample | None = None
     samples: list = field(default_factory=list)  # (log-ratio, error) pairs
+    #: a failing record's category (tolerance.CATEGORIES): the most severe seen
+    category: str | None = None
+    #: the worst finite failure's error in units of the practical tolerance
+    practical_error: float | None = None
+    #: catalogue ids (conformance.defects) that reproduce the counterexample
+    defects: tuple[str, ...] = ()
+    #: the error's quantitative shape when no known defect reproduces it
+    shape: str = ""
+    #: the offending tokens of the counterexample (conformance.diagnose.Evidence as data)
+    evidence: dict | None = None
 
     @property
     def id(self) -> str:
@@ -63,9 +74,12 @@ class Record:
         return _ratio(self.max_error, self.bound)
 
     def observe(self, error: float, bound: float, *, passed: bool | None = None, message: str = "",
-                counterexample: Counterexample | None = None, samples=()) -> None:
+                counterexample: Counterexample | None = None, samples=(), category: str | None = None,
+                practical_error: float | None = None) -> bool:
         """One comparison.  It fails if ``passed`` says so or its error
-        exceeds its bound; the first failure keeps its message and example."""
+        exceeds its bound, in ``category`` (default: semantics).  The first
+        failure of the most severe category seen keeps its message and
+        example; returns True when this observation became that failure."""
         self.examples += 1
         new = _ratio(error, bound)
         old = self.ratio
@@ -74,16 +88,25 @@ class Record:
         if len(self.samples) < MAX_SAMPLES:
             self.samples.extend(list(samples)[: MAX_SAMPLES - len(self.samples)])
         failed = (passed is False) or not (new <= 1.0)
-        if failed and self.status == "pass":
-            self.status = "fail"
-            self.message = message or f"error {error:.3g} > {bound:g}"
-            self.counterexample = counterexample
+        if not failed or self.status == "error":
+            return False
+        category = category or "semantics"
+        if practical_error is not None and math.isfinite(practical_error):
+            self.practical_error = max(self.practical_error or 0.0, practical_error)
+        if self.status == "fail" and more_severe(self.category, category) == self.category:
+            return False
+        self.status, self.category = "fail", category
+        self.message = message or f"error {error:.3g} > {bound:g}"
+        self.counterexample = counterexample
+        self.defects, self.shape, self.evidence = (), "", None
+        return True
 
     def raised(self, exc: BaseException | str, counterexample: Counterexample | None = None) -> None:
         """The candidate raised: an error, whatever was recorded before."""
-        self.status = "error"
+        self.status, self.category = "error", "contract"
         self.message = exc if isinstance(exc, str) else describe_exception(exc)
         self.counterexample = counterexample
+        self.defects, self.shape, self.evidence = (), "", None
 
     def skip(self, reason: str) -> None:
         self.status, self.message = "skip", reason
@@ -141,13 +164,20 @@ class Tally:
         return self.records[quantity]
 
     def add(self, ev: Evaluation, example: Counterexample) -> None:
-        """Every comparison of an evaluation, each into its quantity's record."""
+        """Every comparison of an evaluation, each into its quantity's
+        record; a record's new worst failure is diagnosed on the spot,
+        while the candidate's outputs are at hand."""
         for comp in ev.comparisons:
             rec = self.record(comp.quantity)
             samples = comparison_samples(ev, comp) if len(rec.samples) < MAX_SAMPLES else ()
-            rec.observe(comp.error, comp.k, passed=comp.passed,
-                        message=comp.detail or f"error {comp.error:.3g} > {comp.k:g}",
-                        counterexample=example, samples=samples)
+            if rec.observe(comp.error, comp.k, passed=comp.passed,
+                           message=comp.detail or f"error {comp.error:.3g} > {comp.k:g}",
+                           counterexample=example, samples=samples, category=comp.category,
+                           practical_error=comp.practical_error):
+                from ..diagnose import diagnose
+
+                found = diagnose(ev, comp, check=rec.check)
+                rec.defects, rec.shape, rec.evidence = found.defects, found.shape, found.evidence
 
     def raised(self, quantity: str, exc: BaseException, example: Counterexample | None) -> None:
         self.record(quantity).raised(exc, example)

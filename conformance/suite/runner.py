@@ -74,7 +74,8 @@ def failed_unit(unit: Unit, device: str, message: str, *, where: str) -> Record:
     """The record of a unit that did not finish: ``where`` is "harness" (a
     check raised) or "isolation" (the worker crashed, hung or was not run)."""
     return Record(check=f"{unit.check.name}:{where}", group=unit.check.group, title=unit.check.title,
-                  dtype=unit.dtype, loss_agg_mode=unit.loss_agg_mode, device=device, status="error", message=message)
+                  dtype=unit.dtype, loss_agg_mode=unit.loss_agg_mode, device=device, status="error", message=message,
+                  category="contract")
 
 
 def run_unit(ctx: Context, unit: Unit) -> list[Record]:
@@ -121,7 +122,7 @@ class RepeatedError:
 
     def not_run(self, remaining: list[Unit], device: str) -> Record:
         return Record(check="run:stopped", group="run", title="the run stopped early", dtype="*", loss_agg_mode=None,
-                      device=device, status="error",
+                      device=device, status="error", category="contract",
                       message=f"{len(remaining)} check units not run: the candidate raised the same error in "
                               f"{len(self.streak)} units of {len({u.check.name for u in self.streak})} checks in a "
                               f"row: {self.message}")
