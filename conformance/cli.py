@@ -67,7 +67,9 @@ def _cmd_run(args) -> int:
     report_dir = pipeline.prepare_report_dir(args.report_dir)
     options = dict(profile=args.profile, device=args.device, seed=args.seed, dtypes=args.dtype, modes=args.mode,
                    checks=args.check, throughput=args.throughput, timeout_s=args.timeout,
-                   memory_limit=args.memory_limit, command=pipeline.command_line(args.argv))
+                   memory_limit=args.memory_limit, command=pipeline.command_line(args.argv),
+                   accept=pipeline.accept_sources(args.accept, project=not args.all, quiet=args.quiet),
+                   strict_accept=args.strict_accept, fail_on=args.fail_on)
     if args.all:
         return _run_all(args, report_dir, options)
     spec = args.candidate or os.environ.get(ENV_VAR)
@@ -82,9 +84,9 @@ def _cmd_run(args) -> int:
         return EXIT_UNAVAILABLE if isinstance(exc, pipeline.CandidateUnavailable) else EXIT_NONCONFORMANT
     pipeline.clear_previous_run(report_dir, quiet=args.quiet)
     report.write(report_dir, junit=args.junit)
-    print(render.terminal_summary(report.document))
+    print(render.terminal_summary(report.document, verbose=args.verbose))
     print(f"report: {report_dir / 'report.html'} (also report.json, report.md)")
-    return EXIT_OK if report.conformant else EXIT_NONCONFORMANT
+    return EXIT_NONCONFORMANT if report.fails else EXIT_OK
 
 
 def _run_all(args, report_dir: Path, options: dict) -> int:
@@ -98,7 +100,7 @@ def _run_all(args, report_dir: Path, options: dict) -> int:
                                    progress=not (args.quiet or args.jobs > 1), **options)
     pipeline.clear_previous_run(report_dir, quiet=args.quiet)
     print(compare.render_matrix_markdown(pipeline.write_all(entries, report_dir)))
-    bad = any(e.status == "error" or (e.report is not None and not e.report.conformant) for e in entries)
+    bad = any(e.status == "error" or (e.report is not None and e.report.fails) for e in entries)
     return EXIT_NONCONFORMANT if bad else EXIT_OK
 
 
@@ -149,6 +151,13 @@ def _cmd_bench(args) -> int:
         atomic_write(json_path, dumps(bench_document(results, device=args.device, command=command_line(args.argv))))
         print(f"wrote {json_path}")
     return code
+
+
+def _cmd_defects(args) -> int:
+    from .render import defects_table
+
+    print(defects_table())
+    return EXIT_OK
 
 
 def _cmd_reproduce(args) -> int:
@@ -253,16 +262,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--golden-only", action="store_true", help="only replay the golden fixtures")
     p.add_argument("--golden-dir", help="golden fixture directory (default: golden/ or $SAPO_GOLDEN_DIR)")
     p.add_argument("--throughput", choices=("none",) + tuple(BENCH_PROFILES),
-                   help="throughput section (default: quick for --profile default, default for thorough, "
-                        "none for quick)")
+                   help="throughput section (default: quick; default for thorough; none for quick)")
     p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
-                   help="run the candidate in a separate process, so a crash or hang is a check error "
-                        "(default: on)")
+                   help="run the candidate in a worker process: a crash or hang is a check error (default: on)")
     p.add_argument("--timeout", type=_number(float, 1e-300, "a number of seconds"), default=DEFAULT_GROUP_TIMEOUT_S,
                    metavar="SECONDS", help=f"deadline of each check group when isolated ({DEFAULT_GROUP_TIMEOUT_S:g})")
     p.add_argument("--memory-limit", type=_memory_limit, default="auto", metavar="SIZE",
                    help="address-space limit of the isolated candidate, e.g. 4G or none "
                         "(default: 8G or half the memory; none on CUDA)")
+    p.add_argument("--fail-on", metavar="CATEGORIES", help="categories whose findings exit 1, e.g. semantics,contract")
+    p.add_argument("--accept", action="append", metavar="FILE", help="declared deviations (TOML; repeatable)")
+    p.add_argument("--strict-accept", action="store_true", help="an accept entry that no longer fails is an error")
+    p.add_argument("--verbose", action="store_true", help="list every failing check, not only the findings")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_cmd_run)
 
@@ -282,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=_cmd_bench)
 
+    sub.add_parser("defects", help="the known defects findings are diagnosed against").set_defaults(func=_cmd_defects)
     p = sub.add_parser("reproduce", help="re-run one failing check of a report on its counterexample")
     p.add_argument("report", help="a report.json")
     p.add_argument("check_id", help="the check's id, e.g. 'random:grad[float32,token-mean]'")

@@ -210,17 +210,43 @@ def diff_reports(old: dict, new: dict, *, slower_threshold: float | None = None,
         t for t in out["throughput"] if t["change"] * 100 > slower_threshold and not (skip_noisy and t["noisy"])]
     out["same_machine"] = (old.get("environment", {}).get("platform") == new.get("environment", {}).get("platform")
                            and old.get("environment", {}).get("devices") == new.get("environment", {}).get("devices"))
-    out["regression"] = bool(out["new_failures"] or out["error_growth"] or out["slower"])
+    out.update(findings_changes(old, new))
+    out["regression"] = bool(out["new_failures"] or out["error_growth"] or out["slower"] or out["new_findings"])
     out["verdicts"] = [old["verdict"], new["verdict"]]
     return out
+
+
+def _findings_by_cause(report: dict) -> dict:
+    """Findings keyed by root cause: category and first defect (or title)."""
+    return {(f["category"], f["defects"][0] if f["defects"] else f["title"]): f for f in report.get("findings") or []}
+
+
+def findings_changes(old: dict, new: dict) -> dict:
+    """Root causes that appeared (unaccepted), disappeared, or became
+    accepted, as one line each.  A version-1 report has no findings: then
+    nothing is compared (``findings_compared`` False)."""
+    if "findings" not in old or "findings" not in new:
+        return {"findings_compared": False, "new_findings": [], "resolved_findings": [], "newly_accepted": []}
+    of, nf = _findings_by_cause(old), _findings_by_cause(new)
+
+    def line(f: dict) -> str:
+        return f"{f['category']}: {f['title']} ({len(f['records'])} records)"
+
+    return {"findings_compared": True,
+            "new_findings": [line(f) for k, f in nf.items() if f["accepted"] is None
+                             and (k not in of or of[k]["accepted"] is not None)],
+            "resolved_findings": [line(f) for k, f in of.items() if k not in nf],
+            "newly_accepted": [line(f) + f": {f['accepted']}" for k, f in nf.items()
+                               if f["accepted"] is not None and k in of and of[k]["accepted"] is None]}
 
 
 def render_diff(d: dict) -> str:
     lines = [f"WARNING: {w}" for w in d.get("warnings", [])]
     lines.append(f"verdict: {d['verdicts'][0]} -> {d['verdicts'][1]}")
-    for key, label in (("new_failures", "new failures"), ("fixed", "fixed"), ("added", "new checks"),
-                       ("removed", "removed checks")):
-        if d[key]:
+    for key, label in (("new_findings", "new findings"), ("resolved_findings", "resolved findings"),
+                       ("newly_accepted", "newly accepted findings"), ("new_failures", "new failures"),
+                       ("fixed", "fixed"), ("added", "new checks"), ("removed", "removed checks")):
+        if d.get(key):
             lines.append(f"{label} ({len(d[key])}):")
             lines += [f"  {rid}" for rid in d[key][:50]]
     if d["error_growth"]:

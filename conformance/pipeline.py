@@ -66,6 +66,20 @@ class Report:
         return self.verdict == "conformant"
 
     @property
+    def fails(self) -> bool:
+        """Should a CI job fail on this report?  An unaccepted finding in a
+        ``fail_on`` category, no passing check, or a stale accept entry
+        under ``strict_accept`` (README "Exit codes")."""
+        from .report import fails
+
+        return fails(self.document)
+
+    @property
+    def findings(self) -> list[dict]:
+        """One per root cause: category, diagnosis, fix, records (report.json form)."""
+        return list(self.document.get("findings") or [])
+
+    @property
     def partial(self) -> list[str]:
         """What the run was restricted to (empty: every check, dtype and mode)."""
         return list(self.document["run"].get("partial") or [])
@@ -183,7 +197,8 @@ def certify(candidate, *, profile: str = "default", device: str = "cpu", seed: i
             dtypes: Iterable[str] | None = None, modes: Iterable[str] | None = None,
             checks: Iterable[str] | None = None, isolate: bool | None = None, throughput: str | None = None,
             timeout_s: float | None = None, memory_limit=AUTO, progress: bool | Callable = False,
-            label: str | None = None, command: str | None = None, report_path: str = "report.json") -> Report:
+            label: str | None = None, command: str | None = None, report_path: str = "report.json",
+            accept=None, strict_accept: bool = False, fail_on: Iterable[str] | None = None) -> Report:
     """Certify one candidate against the oracle and return its report.
 
     ``candidate``: a registered name, ``"module:attr"``, a :class:`Candidate`
@@ -196,12 +211,18 @@ def certify(candidate, *, profile: str = "default", device: str = "cpu", seed: i
     the suite profile's, none when ``checks`` restricts the run).  ``timeout_s``: the
     deadline of each check group when isolated.  ``memory_limit``: bytes,
     None, or "auto".  ``progress``: True for progress lines on stderr, or a
-    callable ``(done, total, unit, records)``.
+    callable ``(done, total, unit, records)``.  ``accept``: declared
+    deviations -- an accept file's path, or a list of paths and
+    :class:`conformance.accept.Entry` (README "Declared deviations");
+    ``strict_accept``: a stale entry fails the run.  ``fail_on``: the finding
+    categories that make :attr:`Report.fails` true (default: all).
     """
     from .report import build_report
     from .suite import RepeatedError, terminal_progress
 
     _check_request(profile, device, throughput)
+    entries = accept_entries(accept)
+    fail_on = _check_fail_on(fail_on)
     dtypes = None if dtypes is None else list(dtypes)
     modes = None if modes is None else list(modes)
     checks = None if checks is None else list(checks)
@@ -234,8 +255,55 @@ def certify(candidate, *, profile: str = "default", device: str = "cpu", seed: i
                             checks=checks, duration_s=time.perf_counter() - start,
                             command=command or _python_call(spec, profile), report_path=report_path,
                             throughput=section, compilations=runner.compilations(),
-                            partial=_partial(checks, dtypes, modes))
+                            partial=_partial(checks, dtypes, modes), accept=entries,
+                            strict_accept=strict_accept, fail_on=fail_on)
     return Report(document, records)
+
+
+def accept_entries(accept) -> list:
+    """Accept entries from a path, an Entry, or a list of either;
+    RequestError naming the file and entry when one is malformed."""
+    from .accept import AcceptError, Entry, load
+
+    if accept is None:
+        return []
+    items = [accept] if isinstance(accept, (str, Path, Entry)) else list(accept)
+    out = []
+    try:
+        for item in items:
+            out.extend([item] if isinstance(item, Entry) else load(item))
+    except AcceptError as exc:
+        raise RequestError(str(exc)) from None
+    return out
+
+
+def accept_sources(files, *, project: bool, quiet: bool = False) -> list:
+    """The accept files of a command line, and -- with ``project`` -- the
+    nearest pyproject.toml with a [tool.sapo-conformance] table, said on
+    stderr so that a deviation is never accepted unseen."""
+    from .accept import discover
+
+    sources = list(files or [])
+    found = discover(Path.cwd()) if project else None
+    if found is not None:
+        sources.append(found)
+        if not quiet:
+            print(f"accepting the deviations declared in {found} [tool.sapo-conformance]", file=sys.stderr)
+    return sources
+
+
+def _check_fail_on(fail_on) -> list[str] | None:
+    from .tolerance import CATEGORIES
+
+    if fail_on is None:
+        return None
+    fail_on = [c.strip() for c in fail_on.split(",") if c.strip()] if isinstance(fail_on, str) else list(fail_on)
+    bad = [c for c in fail_on if c not in CATEGORIES]
+    if bad or not fail_on:
+        raise RequestError(f"fail_on: unknown categor{'ies' if len(bad) > 1 else 'y'} {', '.join(map(repr, bad))}"
+                           f" (choose from {', '.join(CATEGORIES)})" if bad else
+                           f"fail_on: give at least one of {', '.join(CATEGORIES)}")
+    return fail_on
 
 
 def plan_units(cand: Candidate, *, dtypes=None, modes=None, checks=None) -> list[Unit]:

@@ -1,17 +1,23 @@
 """The conformance report: a versioned JSON document, and writing it safely.
 
-Schema ``sapo-conformance.report`` version 1 (README, "Report format"):
+Schema ``sapo-conformance.report`` version 2 (README, "Reports"; version 1
+is version 2 without the keys marked "v2", and is still read):
 
     {
-      "schema": "sapo-conformance.report", "schema_version": 1,
+      "schema": "sapo-conformance.report", "schema_version": 2,
       "run_id": str, "created": ISO-8601 UTC, "duration_s": float, "command": str,
       "harness": {"version": str, "oracle_version": str},
       "environment": {"python": str, "platform": str, "packages": {name: version}, "devices": [str]},
       "candidate": {"spec": str, ...CandidateInfo fields (shape_buckets among them)...,
                     "compilations": int | null},
       "run": {"profile": str, "seed": int, "device": str, "dtypes": [str], "loss_agg_modes": [str],
-              "checks": [glob]},
+              "checks": [glob], "partial": [str], "fail_on": [category] (v2)},
       "verdict": "conformant" | "non-conformant",
+      "verdict_text": str, "status_line": str,                                          (v2)
+      "categories": {category: {"findings": int, "accepted": int}},                       (v2)
+      "findings": [finding, ...],                                                         (v2)
+      "accept": {"sources": [str], "entries": int, "stale": [{"match", "reason", "source"}],
+                 "strict": bool},                                                         (v2)
       "summary": {"total": int, "pass": int, "fail": int, "error": int, "skip": int},
       "checks": [record, ...],
       "samples": {...}
@@ -26,7 +32,18 @@ and each record:
      "counterexample": null | {"logprob": [[x]], "old_logprob": [[x]], "advantages": [x] | [[x]],
                                "mask": [[bool]], "options": {...CallOptions...}, "dtype": str,
                                "layout": str | null, "case": str | null},
-     "reproduce": str | null}
+     "reproduce": str | null,
+     (v2) "category": null | category, "practical_error": null | float, "defects": [str], "shape": str,
+          "evidence": null | {"quantity": str, "got"?: float, "expected"?: float,
+                              "tokens": [{"row", "col", "log_ratio", "advantage", "tau", "mask", "got"?,
+                                          "expected"?}]}}
+
+and each finding (conformance.findings: one per root cause):
+
+    {"id": "F1", "category": "semantics" | "non-finite" | "precision" | "contract",
+     "defects": [catalogue id], "title": str, "fix": str | null, "seen_in": str | null, "shape": str,
+     "records": [record id], "checks": [str], "runs": ["dtype,mode"], "worst_ratio": float,
+     "example": {"record", "message", "evidence", "counterexample", "reproduce"}, "accepted": null | reason}
 
 "candidate.compilations" is how many programs the candidate compiled during
 the run (``Candidate.compile_count``, summed over its worker processes; null
@@ -62,7 +79,10 @@ from .suite.records import Counterexample, Record
 from .types import package_version
 
 SCHEMA = "sapo-conformance.report"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: report versions this harness reads (version 1 has no findings: diff and render still take it)
+READS_VERSIONS = (1, 2)
+BENCH_SCHEMA_VERSION = 1
 STATUSES = ("pass", "fail", "error", "skip")
 PACKAGES = ("numpy", "torch", "jax", "jaxlib", "triton", "hypothesis", "mpmath", "ml_dtypes")
 
@@ -159,7 +179,32 @@ def encode_record(rec: Record) -> dict:
             "bound": None if rec.bound is None else _num(rec.bound), "examples": rec.examples,
             "duration_s": rec.duration_s, "message": rec.message,
             "counterexample": encode_counterexample(rec.counterexample),
-            "samples": [[_num(a), _num(b)] for a, b in rec.samples]}
+            "samples": [[_num(a), _num(b)] for a, b in rec.samples], **_diagnosis_json(rec)}
+
+
+def _diagnosis_json(rec: Record) -> dict:
+    return {"category": rec.category,
+            "practical_error": None if rec.practical_error is None else _num(rec.practical_error),
+            "defects": list(rec.defects), "shape": rec.shape, "evidence": _evidence_json(rec.evidence)}
+
+
+def _evidence_json(ev: dict | None):
+    if ev is None:
+        return None
+    out = {k: (_num(v) if isinstance(v, float) else v) for k, v in ev.items() if k != "tokens"}
+    out["tokens"] = [{k: (_num(v) if isinstance(v, float) else v) for k, v in t.items()} for t in ev["tokens"]]
+    return out
+
+
+def _evidence_from_json(ev):
+    if ev is None:
+        return None
+    out = {k: (from_num(v) if k in ("got", "expected") else v) for k, v in ev.items() if k != "tokens"}
+    out["tokens"] = [{k: (from_num(v) if k in _TOKEN_NUMS else v) for k, v in t.items()} for t in ev["tokens"]]
+    return out
+
+
+_TOKEN_NUMS = ("log_ratio", "advantage", "tau", "got", "expected")
 
 
 def decode_record(d: dict) -> Record:
@@ -172,7 +217,11 @@ def decode_record(d: dict) -> Record:
                       duration_s=float(d["duration_s"]), message=str(d["message"]),
                       counterexample=None if d["counterexample"] is None
                       else decode_counterexample(d["counterexample"]),
-                      samples=[(from_num(a), from_num(b)) for a, b in d["samples"]])
+                      samples=[(from_num(a), from_num(b)) for a, b in d["samples"]],
+                      category=d.get("category"),
+                      practical_error=None if d.get("practical_error") is None else from_num(d["practical_error"]),
+                      defects=tuple(d.get("defects") or ()), shape=str(d.get("shape") or ""),
+                      evidence=_evidence_from_json(d.get("evidence")))
     except (KeyError, TypeError) as exc:
         raise ValueError(f"malformed record: {exc}") from None
 
@@ -237,6 +286,7 @@ def record_to_json(rec: Record, report_path: str) -> dict:
         "counterexample": encode_counterexample(rec.counterexample),
         "reproduce": reproduce_command(report_path, rec.id) if rec.status in ("fail", "error") and rec.group != "run"
         else None,
+        **_diagnosis_json(rec),
     }
 
 
@@ -249,25 +299,49 @@ def summarize(records: list) -> dict:
 
 def verdict_text(report: dict) -> str:
     """The verdict as every format shows it: "conformant", "non-conformant",
-    with "(partial: ...)" when the run was restricted to some checks, dtypes
-    or modes."""
-    return format_verdict(report["verdict"], report["run"].get("partial"))
+    "conformant with N accepted deviations", with "(partial: ...)" when the
+    run was restricted to some checks, dtypes or modes."""
+    accepted = sum(c["accepted"] for c in (report.get("categories") or {}).values())
+    return format_verdict(report["verdict"], report["run"].get("partial"), accepted)
 
 
-def format_verdict(verdict: str, partial=None) -> str:
+def format_verdict(verdict: str, partial=None, accepted: int = 0) -> str:
     """``verdict``, with "(partial: a; b)" when the run was restricted."""
+    if verdict == "conformant" and accepted:
+        verdict += f" with {accepted} accepted deviation{'s' if accepted != 1 else ''}"
     return verdict + (f" (partial: {'; '.join(partial)})" if partial else "")
+
+
+def fails(report: dict) -> bool:
+    """Should the run's exit code say "non-conformant"?  An unaccepted
+    finding in a category of ``run.fail_on`` (default: every category), no
+    passing check at all, or -- with ``accept.strict`` -- a stale entry."""
+    from .tolerance import CATEGORIES
+
+    if "findings" not in report:  # a version-1 report
+        return report["verdict"] != "conformant"
+    fail_on = report["run"].get("fail_on") or list(CATEGORIES)
+    if any(f["accepted"] is None and f["category"] in fail_on for f in report["findings"]):
+        return True
+    if report["summary"]["pass"] == 0:
+        return True
+    acc = report.get("accept") or {}
+    return bool(acc.get("strict") and acc.get("stale"))
 
 
 def build_report(candidate: Candidate, spec: str, records: list[Record], *, profile: str, seed: int, device: str,
                  dtypes, modes, checks, duration_s: float, command: str, report_path: str = "report.json",
                  throughput: dict | None = None, compilations: int | None = None,
-                 partial: list[str] | None = None) -> dict:
+                 partial: list[str] | None = None, accept=(), strict_accept: bool = False,
+                 fail_on=None) -> dict:
+    from . import findings as _findings
+    from .tolerance import CATEGORIES
+
     recs = [record_to_json(r, report_path) for r in records]
     summary = summarize(recs)
-    verdict = "conformant" if summary["fail"] == 0 and summary["error"] == 0 and summary["pass"] > 0 \
-        else "non-conformant"
-    return {
+    outcome = _findings.build(recs, list(accept))
+    verdict = "conformant" if not outcome.unaccepted and summary["pass"] > 0 else "non-conformant"
+    document = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "run_id": uuid.uuid4().hex,
@@ -278,13 +352,26 @@ def build_report(candidate: Candidate, spec: str, records: list[Record], *, prof
         "environment": environment(device),
         "candidate": {"spec": spec, **candidate.info.as_dict(), "compilations": compilations},
         "run": {"profile": profile, "seed": seed, "device": device, "dtypes": list(dtypes),
-                "loss_agg_modes": list(modes), "checks": list(checks or ["*"]), "partial": list(partial or [])},
+                "loss_agg_modes": list(modes), "checks": list(checks or ["*"]), "partial": list(partial or []),
+                "fail_on": list(fail_on or CATEGORIES)},
         "verdict": verdict,
+        "verdict_text": "",
+        "status_line": _findings.status_line(outcome.categories),
+        "categories": outcome.categories,
+        "findings": _findings_json(outcome.findings),
+        "accept": {"sources": sorted({e.source for e in accept}), "entries": len(accept), "stale": outcome.stale,
+                   "strict": bool(strict_accept)},
         "summary": summary,
         "checks": recs,
         "samples": _merge_samples(records),
         "throughput": throughput,
     }
+    document["verdict_text"] = verdict_text(document)
+    return document
+
+
+def _findings_json(findings: list[dict]) -> list[dict]:
+    return [{**f, "worst_ratio": _num(f["worst_ratio"])} for f in findings]
 
 
 BENCH_SCHEMA = "sapo-conformance.bench"
@@ -294,7 +381,7 @@ def bench_document(results: list[dict], *, device: str, command: str) -> dict:
     """What ``bench --json`` writes: one throughput section per candidate."""
     return {
         "schema": BENCH_SCHEMA,
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": BENCH_SCHEMA_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": command,
         "harness": {"version": __version__, "oracle_version": ORACLE_VERSION},
@@ -393,11 +480,25 @@ _THROUGHPUT_ROW = {
 #: what every timed row ("ok" or "invalid") has
 _TIMED_KEYS = ("bytes", "candidate", "copy", "baseline", "tokens_per_s", "bytes_per_s", "roofline_bytes_per_s",
                "roofline_fraction", "speedup_vs_baseline")
+_CATEGORY = ("enum", "semantics", "non-finite", "precision", "contract")
+_TOKEN = {"row": int, "col": int, "log_ratio": NUM, "advantage": NUM, "tau": NUM, "mask": bool,
+          "got?": NUM, "expected?": NUM}
+_EVIDENCE = {"quantity": str, "got?": NUM, "expected?": NUM, "tokens": ("list", _TOKEN)}
 _RECORD = {
     "id": str, "check": str, "group": str, "title": str,
     "params": {"dtype": str, "loss_agg_mode": (str, None), "device": str},
     "status": ("enum",) + STATUSES, "max_error": (NUM, None), "bound": (NONNEG, None), "examples": int,
     "duration_s": NONNEG, "message": str, "counterexample": (dict, None), "reproduce": (str, None),
+    # version 2
+    "category?": (_CATEGORY, None), "practical_error?": (NUM, None), "defects?": _STRS, "shape?": str,
+    "evidence?": (None, _EVIDENCE),
+}
+_FINDING = {
+    "id": str, "category": _CATEGORY, "defects": _STRS, "title": str, "fix": (str, None), "seen_in": (str, None),
+    "shape": str, "records": _STRS, "checks": _STRS, "runs": _STRS, "worst_ratio": NUM,
+    "example": {"record": str, "message": str, "evidence": (None, _EVIDENCE), "counterexample": (dict, None),
+                "reproduce": (str, None)},
+    "accepted": (str, None),
 }
 REPORT_SPEC = {
     "schema": str, "schema_version": int, "run_id": str, "created": str, "duration_s": NONNEG, "command": str,
@@ -407,8 +508,14 @@ REPORT_SPEC = {
                   "description?": str, "profile": str, "dtypes": _STRS, "loss_agg_modes": _STRS,
                   "devices": _STRS, "shape_buckets?": bool, "compilations?": (int, None)},
     "run": {"profile": str, "seed": int, "device": str, "dtypes": _STRS, "loss_agg_modes": _STRS,
-            "checks": _STRS, "partial?": _STRS},
+            "checks": _STRS, "partial?": _STRS, "fail_on?": ("list", _CATEGORY)},
     "verdict": ("enum", "conformant", "non-conformant"),
+    # version 2
+    "verdict_text?": str, "status_line?": str,
+    "categories?": {c: {"findings": int, "accepted": int} for c in ("semantics", "non-finite", "precision", "contract")},
+    "findings?": ("list", _FINDING),
+    "accept?": {"sources": _STRS, "entries": int, "stale": ("list", {"match": str, "reason": str, "source": str}),
+                "strict": bool},
     "summary": {"total": int, "pass": int, "fail": int, "error": int, "skip": int},
     "checks": ("list", _RECORD),
     "samples?": ("map", {"log_ratio": ("list", NUM), "error": ("list", NUM)}),
@@ -479,15 +586,17 @@ def check_document(data, kind: str, schema: str, version: int, spec) -> str | No
         return f"not a {kind} (expected a JSON object)"
     if data.get("schema") != schema:
         return f"not a sapo-conformance {kind} (schema {data.get('schema')!r})"
-    if data.get("schema_version") != version:
-        return f"unsupported {kind} schema version {data.get('schema_version')!r} (this harness reads {version})"
+    versions = version if isinstance(version, tuple) else (version,)
+    if data.get("schema_version") not in versions:
+        readable = " or ".join(str(v) for v in versions)
+        return f"unsupported {kind} schema version {data.get('schema_version')!r} (this harness reads {readable})"
     problem = check_spec(data, spec)
     return f"malformed {kind}: {problem}" if problem else None
 
 
 def validate(data) -> str | None:
     """What is wrong with a report document, or None."""
-    problem = check_document(data, "report", SCHEMA, SCHEMA_VERSION, REPORT_SPEC)
+    problem = check_document(data, "report", SCHEMA, READS_VERSIONS, REPORT_SPEC)
     if problem:
         return problem
     for row in (data.get("throughput") or {}).get("rows", []):

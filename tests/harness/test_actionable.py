@@ -1,0 +1,145 @@
+"""Findings a person can act on, on kernels written the way real ones are
+(tests/harness/style_candidates.py): graded, diagnosed by name, accepted
+by a declared deviation, and a README recipe that is certified as printed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance import CandidateInfo, KernelOutput, certify
+from conformance.candidate import Candidate
+from tests.conftest import clean_environ
+
+from . import style_candidates as sc
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: what verl 0.9.1's kernel gets wrong, by catalogue id (README "What the harness found")
+VERL_DEFECTS = {"nan-through-mask", "all-masked-nan", "nan-grad-zeroed", "naive-one-minus-sigmoid"}
+
+
+@pytest.fixture(scope="module")
+def verl_report():
+    return certify(sc.verl_style, profile="quick", isolate=False, throughput="none")
+
+
+def _named(report) -> set[str]:
+    return {d for f in report.findings for d in f["defects"]}
+
+
+def test_verl_style_computes_the_right_function_and_each_finding_names_its_defect(verl_report):
+    cats = verl_report.document["categories"]
+    assert cats["semantics"]["findings"] == 0 and cats["contract"]["findings"] == 0, verl_report.document["status_line"]
+    assert cats["non-finite"]["findings"] and cats["precision"]["findings"]
+    assert all(f["defects"] for f in verl_report.findings), [f["title"] for f in verl_report.findings]
+    assert _named(verl_report) == VERL_DEFECTS
+    first = verl_report.findings[0]
+    assert first["category"] == "non-finite" and first["fix"] and first["example"]["evidence"]["tokens"]
+    assert verl_report.document["status_line"].startswith("semantics ✓ · non-finite ✗")
+
+
+def test_a_correct_sigmoid_autograd_kernel_has_precision_findings_only():
+    report = certify(sc.sigmoid_autograd, profile="quick", isolate=False, throughput="none")
+    assert report.document["status_line"].startswith("semantics ✓ · non-finite ✓ · precision ✗")
+    assert report.document["status_line"].endswith("contract ✓")
+    assert {f["category"] for f in report.findings} == {"precision"}
+    assert _named(report) == {"naive-one-minus-sigmoid"}
+    # within the practical tolerance: every precision record's practical error is at most 1
+    prec = [r for r in report.failures if r["category"] == "precision"]
+    assert prec and all(r["practical_error"] <= 1 for r in prec)
+
+
+def _accept_file(tmp_path, defects) -> Path:
+    path = tmp_path / "deviations.toml"
+    lines = [f'{{ defect = "{d}", reason = "declared: {d}" }},' for d in sorted(defects)]
+    path.write_text("accept = [\n  " + "\n  ".join(lines) + "\n]\n")
+    return path
+
+
+def test_an_accept_file_turns_the_verl_style_run_green_and_lists_what_it_accepted(tmp_path):
+    path = _accept_file(tmp_path, VERL_DEFECTS)
+    report = certify(sc.verl_style, profile="quick", isolate=False, throughput="none", accept=path)
+    assert not report.fails
+    n = len(report.findings)
+    assert report.verdict_text == f"conformant with {n} accepted deviations"
+    assert all(f["accepted"].startswith("declared: ") for f in report.findings)
+    assert report.document["accept"]["stale"] == []
+
+
+def test_an_entry_whose_defect_is_gone_is_stale_and_strict_accept_fails_on_it(tmp_path):
+    path = _accept_file(tmp_path, VERL_DEFECTS)
+    report = certify(sc.sigmoid_autograd, profile="quick", isolate=False, throughput="none", accept=path)
+    stale = {s["match"] for s in report.document["accept"]["stale"]}
+    assert stale == {f"defect {d}" for d in VERL_DEFECTS - {"naive-one-minus-sigmoid"}}
+    assert not report.fails and report.conformant
+    strict = certify(sc.sigmoid_autograd, profile="quick", isolate=False, throughput="none", accept=path,
+                     strict_accept=True, checks=["edge.*"])
+    assert strict.fails
+
+
+def test_fail_on_leaves_precision_findings_out_of_the_exit_code(verl_report):
+    report = certify(sc.sigmoid_autograd, profile="quick", isolate=False, throughput="none",
+                     fail_on="semantics,non-finite,contract")
+    assert not report.conformant and not report.fails
+    assert report.document["run"]["fail_on"] == ["semantics", "non-finite", "contract"]
+
+
+def test_the_readme_recipe_is_printed_verbatim_and_certified_conformant():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "```python\n" + sc.README_RECIPE + "```" in readme, "README's recipe and style_candidates differ"
+    report = certify(sc.readme_recipe, profile="default", isolate=False, throughput="none")
+    assert report.conformant and not report.findings, report.document["status_line"]
+
+
+def _wrong_everywhere(logprob, old_logprob, advantages, mask, *, tau_pos, tau_neg, loss_agg_mode,
+                      global_token_count=None, global_seq_count=None):
+    loss = (logprob * advantages.reshape(logprob.shape[0], -1)).float().sum() * 0.37 + 1.0
+    return KernelOutput(loss=loss, metrics={})
+
+
+def test_a_kernel_that_fails_everything_gets_a_markdown_report_under_30_kb(tmp_path):
+    info = CandidateInfo(name="wrong-everywhere", framework="torch", dtypes=("float32", "bfloat16", "float16"),
+                         deterministic=True, metrics=(), global_counts=True)
+    report = certify(Candidate(info, _wrong_everywhere), profile="quick", isolate=False, throughput="none")
+    assert len(report.failures) > 100
+    report.write(tmp_path)
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert len(md.encode()) < 30_000, f"{len(md.encode())} bytes"
+    assert md.index("non-conformant") < md.index("## ")  # the verdict first
+
+
+def test_the_command_line_reads_accept_files_and_the_project_table(tmp_path):
+    """`run --accept` and pyproject.toml's [tool.sapo-conformance] both accept;
+    the exit code follows --fail-on; a malformed entry is a usage error."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    spec = "tests.harness.style_candidates:sigmoid_autograd"
+    env = clean_environ(PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "conformance.cli", "run", spec, "--profile", "quick", "--throughput", "none",
+           "--no-isolate", "--quiet", "--check", "random", "--check", "edge.gate-knee", "--report-dir"]
+
+    def run(*extra):
+        return subprocess.run([*cmd, str(tmp_path / "out"), *extra], capture_output=True, text=True, cwd=project,
+                              env=env, timeout=600)
+
+    assert run().returncode == 1
+    assert run("--fail-on", "semantics,non-finite").returncode == 0
+    bad = run("--fail-on", "speed")
+    assert bad.returncode == 2 and "unknown category 'speed'" in bad.stderr
+    (project / "pyproject.toml").write_text('[project]\nname = "p"\n\n[tool.sapo-conformance]\naccept = [\n'
+                                            '  { defect = "naive-one-minus-sigmoid", reason = "float32 backward" },\n]\n')
+    ok = run()
+    assert ok.returncode == 0, ok.stdout[-2000:]
+    doc = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert doc["accept"]["sources"] == [str(project / "pyproject.toml")]
+    assert doc["verdict_text"].startswith("conformant with ")
+    bad_file = tmp_path / "bad.toml"
+    bad_file.write_text('accept = [{ defect = "detached-gates", reason = "x" }]\n')
+    bad = run("--accept", str(bad_file))
+    assert bad.returncode == 2 and "did you mean detached-gate" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
