@@ -46,11 +46,14 @@ class Diagnosis:
     evidence: dict | None
 
 
-def diagnose(ev: Evaluation, comp: tol.Comparison, *, check: str) -> Diagnosis:
+def diagnose(ev: Evaluation, comp: tol.Comparison, *, check: str, memo: dict | None = None) -> Diagnosis:
     """The defects reproducing ``comp``'s failure on ``ev`` (those of its own
     category first, then catalogue order), the error's shape when none
-    does, and the evidence."""
+    does, and the evidence.  ``memo``: a dict kept across the comparisons
+    of one evaluation, so each defect's prediction is made once for all."""
     from .defects import DEFECTS
+
+    memo = {} if memo is None else memo
 
     evidence = _evidence(ev, comp)
     names: list[str] = []
@@ -63,8 +66,8 @@ def diagnose(ev: Evaluation, comp: tol.Comparison, *, check: str) -> Diagnosis:
             continue  # a changed formula is off by more than the practical tolerance somewhere else
         try:
             if situation is None:
-                situation = _situation(ev)
-            if _reproduces(defect, situation, ev, comp):
+                situation = memo.get("situation") or memo.setdefault("situation", _situation(ev))
+            if _reproduces(defect, situation, ev, comp, memo):
                 names.append(defect.id)
         except Exception as exc:  # a variant's own bug must not hide the failure it diagnoses
             problems.append(f"{defect.id}: {type(exc).__name__}: {exc}")
@@ -89,10 +92,12 @@ def _situation(ev: Evaluation):
 _UNDERLYING = {"grad-masked-zero": "grad"}
 
 
-def _reproduces(defect, situation, ev: Evaluation, comp: tol.Comparison) -> bool:
+def _reproduces(defect, situation, ev: Evaluation, comp: tol.Comparison, memo: dict) -> bool:
     from ._variants import predict
 
-    pred = predict(defect, situation)
+    if defect.id not in memo:
+        memo[defect.id] = predict(defect, situation)
+    pred = memo[defect.id]
     if pred is None:
         return False
     failed = {_UNDERLYING.get(c.quantity, c.quantity) for c in ev.comparisons if not c.passed}
@@ -101,7 +106,10 @@ def _reproduces(defect, situation, ev: Evaluation, comp: tol.Comparison) -> bool
     predicted = _predicted(pred)
     if not (set(predicted) & failed):
         return False
-    against = _compare_all(ev, pred)
+    key = ("against", defect.id)
+    if key not in memo:
+        memo[key] = _compare_all(ev, pred, memo)
+    against = memo[key]
     for quantity in predicted:
         c = against.get(quantity)
         if c is None:
@@ -126,7 +134,7 @@ def _predicted(pred) -> list[str]:
     return out
 
 
-def _compare_all(ev: Evaluation, pred) -> dict[str, tol.Comparison]:
+def _compare_all(ev: Evaluation, pred, memo: dict) -> dict[str, tol.Comparison]:
     """The candidate against a prediction, under the tolerance policy: loss
     and metrics as against the oracle, the gradient at every position (a
     prediction says what masked positions hold)."""
@@ -137,7 +145,7 @@ def _compare_all(ev: Evaluation, pred) -> dict[str, tol.Comparison]:
            or c.quantity[len("metric:"):] in pred.metrics}
     if out.grad is not None and pred.grad is not None:
         mask = out.inputs.mask.astype(bool)
-        cond = conditioning(ref, out.inputs)
+        cond = memo.get("cond") or memo.setdefault("cond", conditioning(ref, out.inputs))
         res["grad"] = tol.compare_elementwise("grad", out.grad, pred.grad, out.grad_dtype or out.dtype,
                                               cond=np.where(mask, cond.grad, 0.0),
                                               compute_dtype=tol.accumulation_dtype(out.dtype),

@@ -167,6 +167,7 @@ class Tally:
         """Every comparison of an evaluation, each into its quantity's
         record; a record's new worst failure is diagnosed on the spot,
         while the candidate's outputs are at hand."""
+        memo: dict = {}  # the diagnoses of this evaluation's comparisons share their predictions
         for comp in ev.comparisons:
             rec = self.record(comp.quantity)
             samples = comparison_samples(ev, comp) if len(rec.samples) < MAX_SAMPLES else ()
@@ -176,7 +177,7 @@ class Tally:
                            practical_error=comp.practical_error):
                 from ..diagnose import diagnose
 
-                found = diagnose(ev, comp, check=rec.check)
+                found = diagnose(ev, comp, check=rec.check, memo=memo)
                 rec.defects, rec.shape, rec.evidence = found.defects, found.shape, found.evidence
 
     def raised(self, quantity: str, exc: BaseException, example: Counterexample | None) -> None:
