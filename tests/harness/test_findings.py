@@ -164,3 +164,19 @@ def test_a_bad_accept_file_is_one_clear_error(tmp_path, text, message):
         path.write_text(text)
     with pytest.raises(acc.AcceptError, match=message):
         acc.load(path)
+
+
+def test_diff_reports_new_resolved_and_newly_accepted_findings():
+    from conformance.compare import findings_changes
+
+    def f(cat, defect, accepted=None):
+        return {"category": cat, "defects": [defect], "title": defect, "records": ["x"], "accepted": accepted}
+
+    old = {"findings": [f("semantics", "detached-gate"), f("precision", "naive-one-minus-sigmoid")]}
+    new = {"findings": [f("precision", "naive-one-minus-sigmoid", "ok"), f("non-finite", "all-masked-nan")]}
+    d = findings_changes(old, new)
+    assert d["findings_compared"]
+    assert d["new_findings"] == ["non-finite: all-masked-nan (1 records)"]
+    assert d["resolved_findings"] == ["semantics: detached-gate (1 records)"]
+    assert d["newly_accepted"] == ["precision: naive-one-minus-sigmoid (1 records): ok"]
+    assert not findings_changes({"verdict": "x"}, new)["findings_compared"]  # a version-1 report
