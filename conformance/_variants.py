@@ -199,7 +199,7 @@ def detached_gate(s: Situation) -> Prediction:
     grad = np.where(m | np.isnan(c), c * ref.token_loss, 0.0) + 0.0
     loss = _terms_sum(s, surrogate)
     if not np.all(np.isfinite(s.inputs.logprob[~m])):
-        loss = math.nan  # the surrogate multiplies logprob itself: 0 * NaN padding is NaN
+        loss = None  # the surrogate multiplies logprob itself: NaN padding leaks or not, as it masks
     return Prediction(loss, grad)
 
 

@@ -15,7 +15,8 @@ the failure when
   candidate as the oracle is, in units of the strict bound (within the
   practical tolerance the oracle itself "reproduces" the candidate).
 
-A ``precision`` failure is explained only by a defect of that category.
+A ``precision`` failure is explained only by a defect of that category, a
+``contract`` one only by a contract or non-finite defect.
 A defect with a ``check_glob`` (a contract such as ``*:inputs-unmodified``)
 is named by the failing check itself, in ``conformance.findings``.
 SPEC.md §10.2 states these rules.
@@ -37,6 +38,12 @@ from .types import Output
 
 #: offending tokens kept as evidence per record
 EVIDENCE_TOKENS = 8
+
+
+#: the defect categories that may explain a failure of a category (others: any).
+#: A changed formula is off by more than the practical tolerance somewhere, not
+#: just in the last bits; a broken contract at masked positions is about masking.
+_EXPLAINS = {"precision": ("precision",), "contract": ("contract", "non-finite")}
 
 
 @dataclass(frozen=True)
@@ -62,8 +69,8 @@ def diagnose(ev: Evaluation, comp: tol.Comparison, *, check: str, memo: dict | N
     for defect in DEFECTS:
         if defect.check_glob is not None:  # named by the check (conformance.findings)
             continue
-        if comp.category == "precision" and defect.category != "precision":
-            continue  # a changed formula is off by more than the practical tolerance somewhere else
+        if defect.category not in _EXPLAINS.get(comp.category, (defect.category,)):
+            continue
         try:
             if situation is None:
                 situation = memo.get("situation") or memo.setdefault("situation", _situation(ev))
@@ -146,7 +153,11 @@ def _compare_all(ev: Evaluation, pred, memo: dict) -> dict[str, tol.Comparison]:
     if out.grad is not None and pred.grad is not None:
         mask = out.inputs.mask.astype(bool)
         cond = memo.get("cond") or memo.setdefault("cond", conditioning(ref, out.inputs))
-        res["grad"] = tol.compare_elementwise("grad", out.grad, pred.grad, out.grad_dtype or out.dtype,
+        with np.errstate(invalid="ignore"):
+            junk = ~mask & ~np.isfinite(out.inputs.logprob - out.inputs.old_logprob)
+        # what a kernel leaves at masked non-finite padding depends on how it
+        # masks, not on the defect: a contract check of its own judges it
+        res["grad"] = tol.compare_elementwise("grad", out.grad, pred.grad, out.grad_dtype or out.dtype, where=~junk,
                                               cond=np.where(mask, cond.grad, 0.0),
                                               compute_dtype=tol.accumulation_dtype(out.dtype),
                                               practical_scale=cond.grad_scale)

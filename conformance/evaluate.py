@@ -147,7 +147,8 @@ def compare(candidate: Candidate, out: Output, ref: sapo_ref.SAPOResult, *,
         on_padding, first_on_padding = out.padding_grad  # shape buckets: the harness's masked padding
         problems = []
         if nonzero.size:
-            problems.append(f"{nonzero.size} masked positions have a non-zero gradient (first {masked[nonzero[0]]!r})")
+            first = float(masked[nonzero[0]])
+            problems.append(f"{nonzero.size} masked positions have a non-zero gradient (first {first!r})")
         if on_padding:
             problems.append(f"{on_padding} positions of the masked padding added for shape buckets have a "
                             f"non-zero gradient (first {first_on_padding!r})")

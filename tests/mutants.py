@@ -161,7 +161,7 @@ def _make(name, defect, *, dtypes=("float32",), deterministic=True, metrics=METR
             z = tau * _Expm1.apply(torch.where(d > SAT, SAT, d))
             gate = torch.exp(-F.softplus(-z)) * (4 / tau if defect != "no-4-over-tau" else 1.0)
         if defect == "detached-gate":
-            token = -a * gate.detach() * lp  # Trinity-RFT <= 0.6.0's surrogate
+            token = -a * gate.detach() * torch.where(m, lp, 0.0)  # Trinity-RFT <= 0.6.0's surrogate
         else:
             token = -a * gate
         mode = "token-mean" if defect == "token-mean-for-seq" else loss_agg_mode
