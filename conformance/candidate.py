@@ -170,6 +170,8 @@ class Candidate:
         compile_count: optional ``compile_count() -> int``, how many programs
             the kernel has compiled so far in this process (e.g. dynamo's
             graphs, a jitted function's cache size); the report shows it.
+        install: what makes a missing requirement importable, e.g.
+            "pip install verl==0.9.1"; availability says it.
     """
 
     info: CandidateInfo
@@ -180,6 +182,7 @@ class Candidate:
     device_check: Callable[[str], str | None] | None = None
     setup: Callable[[str], None] | None = None
     compile_count: Callable[[], int] | None = None
+    install: str = ""
     _ready: set = field(default_factory=set, repr=False)
 
     def __post_init__(self):
@@ -205,7 +208,7 @@ class Candidate:
         """Whether it can run here (on ``device``, default: any it claims)."""
         for module in self.requires:
             if importlib.util.find_spec(module) is None:
-                return Availability(False, f"{module} not installed")
+                return Availability(False, f"{module} not installed" + (f": {self.install}" if self.install else ""))
         from .drivers import get_driver
 
         driver = get_driver(self.info.framework)

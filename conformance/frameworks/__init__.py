@@ -1,0 +1,74 @@
+"""Ready-made candidates for the SAPO code of real, published frameworks.
+
+Each wraps the framework's own code, imported from the installed package and
+run unmodified through the adapters (``conformance.adapters``); nothing of it
+is copied here.  ``FRAMEWORKS`` says, as data, which package and version
+each was certified at and how to install it; ``scripts/frameworks.sh``
+builds one environment per framework from it and writes the matrix in
+``frameworks/README.md``.
+
+A candidate is built without importing its framework, so ``list`` shows it
+everywhere: where the package is missing it says which ``pip install`` it
+needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..candidate import Candidate
+
+
+@dataclass(frozen=True)
+class Framework:
+    name: str  # the entry-point name
+    package: str  # the distribution on the package index
+    version: str  # the version certified in frameworks/README.md
+    module: str  # the import that must succeed
+    where: str  # where its SAPO code lives
+    pip_args: tuple[str, ...] = ()  # extra pip arguments (e.g. --no-deps)
+    #: what its SAPO module imports when installed with --no-deps
+    needs: tuple[str, ...] = ()
+
+    @property
+    def install(self) -> str:
+        """The command that makes the candidate runnable (torch pinned first)."""
+        extra = " ".join(self.pip_args)
+        first = f"pip install {' '.join(self.needs)} && " if self.needs else ""
+        return f"{first}pip install {extra + ' ' if extra else ''}{self.package}=={self.version}"
+
+
+FRAMEWORKS: tuple[Framework, ...] = (
+    Framework("verl", "verl", "0.9.1", "verl", "verl/trainer/ppo/core_algos.py::compute_policy_loss_sapo"),
+    Framework("trinity-rft", "trinity-rft", "0.6.0", "trinity",
+              "trinity/algorithm/policy_loss_fn/sapo_policy_loss.py::SAPOPolicyLossFn", ("--no-deps",),
+              ("ray", "omegaconf", "safetensors")),  # its full dependency set is a training stack (vllm, ...)
+)
+FRAMEWORKS_BY_NAME = {f.name: f for f in FRAMEWORKS}
+
+
+def _candidate(name: str, build) -> Candidate:
+    """The candidate ``build()`` makes where the framework is installed, and
+    a stand-in with the same claims that says how to install it elsewhere."""
+    from dataclasses import replace
+
+    from ..types import package_version
+
+    fw = FRAMEWORKS_BY_NAME[name]
+    cand = build()
+    info = replace(cand.info, version=package_version(fw.package, "not installed"))
+    return Candidate(info, cand.kernel, requires=(fw.module,), install=fw.install)
+
+
+def verl() -> Candidate:
+    """verl's ``compute_policy_loss_sapo`` with a real ``ActorConfig``."""
+    from . import verl_sapo
+
+    return _candidate("verl", verl_sapo.candidate)
+
+
+def trinity_rft() -> Candidate:
+    """Trinity-RFT's ``SAPOPolicyLossFn``."""
+    from . import trinity_sapo
+
+    return _candidate("trinity-rft", trinity_sapo.candidate)

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Certify the SAPO code of real frameworks, each from its own installed
+# package, and write the matrix: frameworks/README.md and matrix.html.
+#
+# One environment per framework (their pins conflict), under .frameworks/
+# (SAPO_FRAMEWORKS_ENVS), kept between runs and rebuilt only when its pins or
+# this project's pyproject.toml change.  torch is pinned to 2.13.0 in every
+# one (a local CPU wheel on this project's machines).  The frameworks and
+# their versions are data: conformance/frameworks/__init__.py, FRAMEWORKS.
+#
+#   bash scripts/frameworks.sh                 # every framework, --profile default
+#   SAPO_FRAMEWORKS_PROFILE=quick bash scripts/frameworks.sh verl
+#
+# A package that cannot be installed here is reported in the matrix with the
+# reason (frameworks/reports/NAME/install-error.txt); nothing pretends it ran.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+"$root/scripts/bootstrap.sh"
+envs="${SAPO_FRAMEWORKS_ENVS:-$root/.frameworks}"
+profile="${SAPO_FRAMEWORKS_PROFILE:-default}"
+out="$root/frameworks"
+python="$root/.venv/bin/python"
+mkdir -p "$envs" "$out/reports"
+constraints="$envs/constraints.txt"
+echo "torch==2.13.0" >"$constraints"
+pip_quiet=(--quiet --disable-pip-version-check)
+
+# name package version module pip-args needs (one line each; lists comma-separated, "-" for none)
+listing=$("$python" -c '
+from conformance.frameworks import FRAMEWORKS
+for f in FRAMEWORKS:
+    print(f.name, f.package, f.version, f.module, ",".join(f.pip_args) or "-", ",".join(f.needs) or "-")')
+wanted=("$@")
+
+while read -r name package version module pip_args needs; do
+  if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " == *" $name "* ]]; then continue; fi
+  env="$envs/$name"
+  report="$out/reports/$name"
+  mkdir -p "$report"
+  rm -f "$report/install-error.txt"
+  [ "$pip_args" = "-" ] && pip_args=""
+  [ "$needs" = "-" ] && needs=""
+  pip_args=${pip_args//,/ }
+  needs=${needs//,/ }
+  stamp="$env/.sapo-frameworks"
+  want=$(printf '%s %s %s %s\n' "$package" "$version" "$pip_args" "$needs" | cat - "$root/pyproject.toml" "$0" | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+    echo "frameworks: installing $package==$version into $env" >&2
+    start=$(date +%s)
+    rm -rf "$env"
+    # shellcheck disable=SC2086  # pip_args is a list of words
+    if ! { python3.11 -m venv "$env" \
+           && "$env/bin/python" -m pip install "${pip_quiet[@]}" "torch==2.13.0" \
+           && "$env/bin/python" -m pip install "${pip_quiet[@]}" -c "$constraints" -e "$root[torch]" mpmath $needs \
+           && "$env/bin/python" -m pip install "${pip_quiet[@]}" -c "$constraints" $pip_args "$package==$version"; \
+         } >"$report/install.log" 2>&1; then
+      { echo "cannot install $package==$version here:"; grep -i "error" "$report/install.log" | tail -3; } \
+        >"$report/install-error.txt"
+      echo "frameworks: $name: install failed (see $report/install.log)" >&2
+      continue
+    fi
+    echo "$want" >"$stamp"
+    echo "frameworks: $name installed in $(( $(date +%s) - start )) s, $(du -sh "$env" | cut -f1)" >&2
+  fi
+  echo "frameworks: certifying $name ($package $version, profile $profile)" >&2
+  code=0
+  "$env/bin/sapo-conformance" run "$name" --profile "$profile" --throughput none --quiet --report-dir "$report" \
+    >"$report/terminal.txt" 2>&1 || code=$?
+  head -n 12 "$report/terminal.txt" >&2
+  if [ "$code" -ge 2 ]; then echo "frameworks: $name: run exited $code (see $report/terminal.txt)" >&2; fi
+done <<<"$listing"
+
+"$python" -m conformance.frameworks.matrix "$out" >/dev/null
+echo "frameworks: wrote $out/README.md and $out/matrix.html" >&2
