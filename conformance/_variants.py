@@ -13,6 +13,7 @@ Everything is float64 NumPy, built from the canonical pieces of
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -330,6 +331,11 @@ def _round_candidates(lo: float, hi: float) -> list[float]:
     return out[:24]
 
 
+#: a clamp on the log-ratio below this (a ratio within e^+-1) is no clamp a
+#: framework uses: a zero gradient that close to r = 1 is saturation, not a clamp
+MIN_CLAMP = 1.0
+
+
 def log_ratio_clamp(s: Situation) -> Prediction | None:
     """Estimates c from where the candidate's gradient is exactly 0 while the
     canonical one is not (|log-ratio| > c) and where it is non-zero
@@ -348,7 +354,7 @@ def log_ratio_clamp(s: Situation) -> Prediction | None:
     hi = float(np.min(d[zeroed]))
     passed = ok & (got != 0)
     lo = float(np.max(d[passed], initial=0.0))
-    if lo >= hi:
+    if lo >= hi or hi <= MIN_CLAMP:
         return None
     loss_scale = float(np.nansum(np.abs(ref.agg_weight * ref.token_loss))) + abs(ref.loss)
     fits = []  # (loss error, c, result), roundest c first
@@ -460,10 +466,9 @@ def exp_overflow_nan(s: Situation) -> Prediction | None:
     return Prediction(s.reference.loss, grad)
 
 
-def naive_one_minus_sigmoid(s: Situation) -> Prediction | None:
-    """f'(r) r = 4 s (1 - s) r with s = sigmoid(z) rounded to the compute
-    precision first, as autograd through a plain sigmoid computes it."""
-    cp = np.dtype(accumulation_dtype(s.dtype)).type
+def _naive_h(s: Situation, dtype: str) -> np.ndarray:
+    """f'(r) r = 4 s (1 - s) r with every step rounded to ``dtype``, as
+    autograd through a plain sigmoid computes it in that precision."""
     ref = s.reference
     m = _mask(s)
     a = _advantages(s)
@@ -471,20 +476,54 @@ def naive_one_minus_sigmoid(s: Situation) -> Prediction | None:
     c = ref.semantics.log_ratio_clamp
     if c is not None:
         d = np.clip(d, -c, c)
-    dc = np.where(m & np.isfinite(d), d, 0.0).astype(cp)
-    tau = np.where(a > 0, cp(ref.semantics.tau_pos), cp(ref.semantics.tau_neg)).astype(cp)
-    r = np.exp(dc)
-    z = tau * np.expm1(dc)
-    sig = cp(1) / (cp(1) + np.exp(-z))
-    rest = cp(1) - sig
-    h = np.where(rest == 0, cp(0), cp(4) * sig * rest * r).astype(np.float64)
+    if dtype == "bfloat16":  # NumPy has no bfloat16: float32 steps, each rounded
+        cp = np.float32
+        q = functools.partial(_round32, dtype=dtype)
+    else:  # NumPy computes in this precision itself
+        cp = np.dtype(dtype).type
+        q = np.asarray
+    dc = q(np.where(m & np.isfinite(d), d, 0.0).astype(cp))
+    tau = q(np.where(a > 0, cp(ref.semantics.tau_pos), cp(ref.semantics.tau_neg)).astype(cp))
+    r = q(np.exp(dc))
+    z = q(tau * q(np.expm1(dc)))
+    sig = q(cp(1) / (cp(1) + np.exp(-z)))
+    rest = q(cp(1) - sig)
+    h = np.where(rest == 0, 0.0, q(q(q(cp(4) * sig) * rest) * r).astype(np.float64))
+    return np.where(np.isfinite(d), h, np.nan)
+
+
+def _round32(x, dtype: str) -> np.ndarray:
+    from sapo_ref._dtypes import round_to
+
+    return round_to(x, dtype).astype(np.float32)
+
+
+def naive_one_minus_sigmoid(s: Situation) -> Prediction | None:
+    """f'(r) r = 4 s (1 - s) r with s = sigmoid(z) rounded first, in the
+    compute precision (float32) or, for a low-precision kernel whose
+    gradient it matches better, in the input's own."""
+    ref = s.reference
+    m = _mask(s)
+    a = _advantages(s)
+    d = _log_ratio(s)
     exact = np.where(np.isinf(ref.ratio), 0.0, _gate_derivative(s, ref.ratio, a) * ref.ratio)
     live = m & np.isfinite(d) & (a * _weights(s) != 0) & np.isfinite(exact) & (exact > 0)
-    if not np.any(np.abs(h - exact)[live] > 1e-6 * exact[live]):
-        return None  # nothing beyond ordinary rounding
-    h = np.where(np.isfinite(d), h, exact)
-    _, grad = _assemble(s, ref.token_loss, -a * _weights(s) * h)
-    return Prediction(ref.loss, grad)
+    best, note = None, ""
+    for dtype in dict.fromkeys((accumulation_dtype(s.dtype), s.dtype)):
+        h = _naive_h(s, dtype)
+        if not np.any(np.abs(h - exact)[live] > 1e-6 * exact[live]):
+            continue  # nothing beyond ordinary rounding
+        h = np.where(np.isfinite(d), h, exact)
+        _, grad = _assemble(s, ref.token_loss, -a * _weights(s) * h)
+        if best is None or (s.got_grad is not None and _distance(grad, s.got_grad, m) < _distance(best, s.got_grad, m)):
+            best, note = grad, f"in {dtype}"
+    return None if best is None else Prediction(ref.loss, best, note=note)
+
+
+def _distance(pred: np.ndarray, got: np.ndarray, m: np.ndarray) -> float:
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(np.where(m, pred, 0.0) - np.where(m, got, 0.0))
+    return float(np.nansum(diff))
 
 
 def low_precision(s: Situation) -> Prediction | None:
@@ -498,12 +537,12 @@ def gradient_scaled(s: Situation) -> Prediction | None:
     got, ref = s.got_grad, s.reference
     if got is None:
         return None
-    sel = _mask(s) & np.isfinite(got) & np.isfinite(ref.grad)
+    sel = _mask(s) & np.isfinite(got) & np.isfinite(ref.grad) & (ref.grad != 0)
     den = float(np.sum(ref.grad[sel] ** 2))
     if den == 0:
         return None
     k = float(np.sum(got[sel] * ref.grad[sel])) / den
-    if not math.isfinite(k) or abs(k - 1) <= 1e-4:
+    if not math.isfinite(k) or abs(k - 1) <= 1e-4 or k <= 0:  # 0 or a sign flip is no scaling
         return None
     return Prediction(ref.loss, ref.grad * k, note=f"k = {k:.4f}")
 

@@ -3,8 +3,8 @@
 # package, and write the matrix: frameworks/README.md and matrix.html.
 #
 # One environment per framework (their pins conflict), under .frameworks/
-# (SAPO_FRAMEWORKS_ENVS), kept between runs and rebuilt only when its pins or
-# this project's pyproject.toml change.  torch is pinned to 2.13.0 in every
+# (SAPO_FRAMEWORKS_ENVS), kept between runs and rebuilt only when its pins
+# change (a changed pyproject.toml reinstalls this project alone).  torch is pinned to 2.13.0 in every
 # one (a local CPU wheel on this project's machines).  The frameworks and
 # their versions are data: conformance/frameworks/__init__.py, FRAMEWORKS.
 #
@@ -44,7 +44,7 @@ while read -r name package version module pip_args needs; do
   pip_args=${pip_args//,/ }
   needs=${needs//,/ }
   stamp="$env/.sapo-frameworks"
-  want=$(printf '%s %s %s %s\n' "$package" "$version" "$pip_args" "$needs" | cat - "$root/pyproject.toml" "$0" | sha256sum | cut -d' ' -f1)
+  want=$(printf "%s %s %s %s\n" "$package" "$version" "$pip_args" "$needs" | sha256sum | cut -d" " -f1)
   if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     echo "frameworks: installing $package==$version into $env" >&2
     start=$(date +%s)
@@ -55,13 +55,19 @@ while read -r name package version module pip_args needs; do
            && "$env/bin/python" -m pip install "${pip_quiet[@]}" -c "$constraints" -e "$root[torch]" mpmath $needs \
            && "$env/bin/python" -m pip install "${pip_quiet[@]}" -c "$constraints" $pip_args "$package==$version"; \
          } >"$report/install.log" 2>&1; then
-      { echo "cannot install $package==$version here:"; grep -i "error" "$report/install.log" | tail -3; } \
+      { echo "cannot install $package==$version here:"; grep -i "error" "$report/install.log" | head -3; } \
         >"$report/install-error.txt"
       echo "frameworks: $name: install failed (see $report/install.log)" >&2
       continue
     fi
     echo "$want" >"$stamp"
     echo "frameworks: $name installed in $(( $(date +%s) - start )) s, $(du -sh "$env" | cut -f1)" >&2
+  fi
+  # this project changed (e.g. a new entry point): reinstall it alone, not the framework
+  project=$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)
+  if [ "$(cat "$env/.sapo-project" 2>/dev/null || true)" != "$project" ]; then
+    "$env/bin/python" -m pip install "${pip_quiet[@]}" --no-deps -e "$root" >>"$report/install.log" 2>&1
+    echo "$project" >"$env/.sapo-project"
   fi
   echo "frameworks: certifying $name ($package $version, profile $profile)" >&2
   code=0

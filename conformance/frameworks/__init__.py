@@ -29,6 +29,9 @@ class Framework:
     pip_args: tuple[str, ...] = ()  # extra pip arguments (e.g. --no-deps)
     #: what its SAPO module imports when installed with --no-deps
     needs: tuple[str, ...] = ()
+    #: a candidate exists (an entry point of that name); False where the
+    #: package cannot be installed here to write and test one
+    registered: bool = True
 
     @property
     def install(self) -> str:
@@ -43,6 +46,13 @@ FRAMEWORKS: tuple[Framework, ...] = (
     Framework("trinity-rft", "trinity-rft", "0.6.0", "trinity",
               "trinity/algorithm/policy_loss_fn/sapo_policy_loss.py::SAPOPolicyLossFn", ("--no-deps",),
               ("ray", "omegaconf", "safetensors")),  # its full dependency set is a training stack (vllm, ...)
+    # areal pins torch<2.11; installed --no-deps next to torch 2.13.0 with what its functional module imports
+    Framework("areal", "areal", "1.0.4", "areal", "areal/utils/functional/functional.py::sapo_loss_fn", ("--no-deps",),
+              ("aiohttp", "httpx", "colorlog", "tenacity", "flask", "torchdata", "lark", "uvloop", "pyyaml",
+               "hydra-core", "transformers", "ray", "numba", "pillow", "orjson", "einops", "aiofiles", "openai")),
+    # skyrl 0.4.0 requires Python >= 3.12: the matrix says so where it cannot be installed
+    Framework("skyrl", "skyrl", "0.4.0", "skyrl", "skyrl/backends/skyrl_train/utils/ppo_utils.py::sapo_policy_loss",
+              registered=False),
 )
 FRAMEWORKS_BY_NAME = {f.name: f for f in FRAMEWORKS}
 
@@ -72,3 +82,10 @@ def trinity_rft() -> Candidate:
     from . import trinity_sapo
 
     return _candidate("trinity-rft", trinity_sapo.candidate)
+
+
+def areal() -> Candidate:
+    """AReaL's ``sapo_loss_fn``."""
+    from . import areal_sapo
+
+    return _candidate("areal", areal_sapo.candidate)

@@ -39,7 +39,8 @@ def rows(directory: Path) -> list[dict]:
             row["report"] = load_report(folder / "report.json")
         except ReportError:
             err = folder / "install-error.txt"
-            row["why"] = err.read_text(encoding="utf-8").strip().splitlines()[-1][:300] if err.exists() \
+            lines = err.read_text(encoding="utf-8").strip().splitlines() if err.exists() else []
+            row["why"] = (lines[1] if len(lines) > 1 else lines[0])[:300] if lines \
                 else "not run (scripts/frameworks.sh)"
         out.append(row)
     return out
