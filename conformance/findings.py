@@ -17,6 +17,7 @@ import fnmatch
 import math
 from dataclasses import dataclass
 
+from .suite.records import error_ratio
 from .tolerance import CATEGORIES, SEVERITY
 
 
@@ -53,10 +54,8 @@ def _size(rec: dict) -> int:
 def _ratio(rec: dict) -> float:
     if rec.get("max_error") is None or rec.get("bound") is None:
         return math.inf if rec["status"] == "error" else 0.0
-    err, bound = float(rec["max_error"]), float(rec["bound"])  # the report writes inf and nan as strings
-    if err != err:
-        return math.inf
-    return err / bound if bound > 0 else (0.0 if err <= 0 else math.inf)
+    # the report writes inf and nan as strings, which float() reads
+    return error_ratio(float(rec["max_error"]), float(rec["bound"]))
 
 
 @dataclass(frozen=True)

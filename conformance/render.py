@@ -26,6 +26,7 @@ from xml.sax.saxutils import quoteattr
 
 from . import bench
 from .report import from_num, verdict_text
+from .findings import status_line as format_status_line
 from .tolerance import CATEGORIES
 
 def to_float(x) -> float | None:
@@ -128,14 +129,14 @@ def status_line(report: dict) -> str:
     cats = report.get("categories")
     if not isinstance(cats, dict):
         return ""
-    parts = []
-    for name in CATEGORIES:
+
+    def count(name: str, key: str) -> int:
         c = cats.get(name) if isinstance(cats.get(name), dict) else {}
-        n, acc = c.get("findings"), c.get("accepted")
-        n = n if isinstance(n, int) and not isinstance(n, bool) else 0
-        acc = acc if isinstance(acc, int) and not isinstance(acc, bool) else 0
-        parts.append(f"{name} {'✗ ' + str(n) if n else '✓'}" + (f" (+{acc} accepted)" if acc else ""))
-    return " · ".join(parts)
+        v = c.get(key)
+        return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+    return format_status_line({n: {"findings": count(n, "findings"), "accepted": count(n, "accepted")}
+                               for n in CATEGORIES})
 
 
 def findings(report: dict) -> list[dict]:

@@ -71,7 +71,7 @@ class Record:
         """The worst error / bound recorded (inf for an error against a bound of 0)."""
         if self.max_error is None or self.bound is None:
             return None
-        return _ratio(self.max_error, self.bound)
+        return error_ratio(self.max_error, self.bound)
 
     def observe(self, error: float, bound: float, *, passed: bool | None = None, message: str = "",
                 counterexample: Counterexample | None = None, samples=(), category: str | None = None,
@@ -81,7 +81,7 @@ class Record:
         failure of the most severe category seen keeps its message and
         example; returns True when this observation became that failure."""
         self.examples += 1
-        new = _ratio(error, bound)
+        new = error_ratio(error, bound)
         old = self.ratio
         if old is None or new > old or (new == old and error > (self.max_error or 0.0)):
             self.max_error, self.bound = error, bound
@@ -112,7 +112,8 @@ class Record:
         self.status, self.message = "skip", reason
 
 
-def _ratio(error: float, bound: float) -> float:
+def error_ratio(error: float, bound: float) -> float:
+    """error / bound, inf for NaN or for an error against a bound of 0."""
     if error != error:
         return math.inf
     if bound > 0:
