@@ -17,7 +17,7 @@ from sapo_ref import METRIC_NAMES
 from .candidate import Candidate, CandidateError, CandidateInfo, KernelOutput
 from .types import package_version
 
-__all__ = ["from_jax_loss", "from_torch_loss", "from_trinity_policy_loss", "from_verl_policy_loss"]
+__all__ = ["from_fused_loss", "from_jax_loss", "from_torch_loss", "from_trinity_policy_loss", "from_verl_policy_loss"]
 
 # metric names real frameworks use for ours (after any "actor/" prefix)
 _METRIC_ALIASES = {"ratio_mean": "avg_ratio", "is_ratio_mean": "avg_ratio", "soft_gate": "avg_soft_gate"}
@@ -91,6 +91,30 @@ def from_torch_loss(fn: Callable, *, name: str, **claims) -> Candidate:
     ``rollout_is_weights=`` a (B, T) tensor of importance weights.
     """
     return _function_adapter(fn, name, "torch", claims, _FUNCTION_DEFAULTS)
+
+
+def from_fused_loss(fn: Callable, *, name: str, inputs: str = "logits", **claims) -> Candidate:
+    """A fused PyTorch loss that starts from logits or from hidden states and
+    an LM-head weight (SPEC.md §11):
+
+        fn(logits, token_ids, old_log_prob, advantages, mask, *, tau_pos, tau_neg, loss_agg_mode)
+        fn(hidden, weight, token_ids, old_log_prob, advantages, mask, *, ...)   # inputs="hidden"
+
+    with logits (B, T, V), hidden (B, T, H), weight (V, H), token ids (B, T)
+    int64 (the token whose log-prob each position uses), and the rest as for
+    :func:`from_torch_loss`; it returns the loss or ``(loss, metrics)``, and
+    its gradients come from autograd.  Claims default as for
+    :func:`from_torch_loss`.
+    """
+    if not callable(fn):
+        raise CandidateError(f"candidate {name!r}: expected a function, got {type(fn).__name__}")
+
+    def kernel(*tensors, tau_pos, tau_neg, loss_agg_mode):
+        loss, metrics = _split_result(fn(*tensors, tau_pos=tau_pos, tau_neg=tau_neg, loss_agg_mode=loss_agg_mode),
+                                      name)
+        return loss, metrics
+
+    return Candidate(_info(name, "torch", {**claims, "inputs": inputs}, _FUNCTION_DEFAULTS), kernel)
 
 
 def from_jax_loss(fn: Callable, *, name: str, **claims) -> Candidate:

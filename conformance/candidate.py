@@ -32,6 +32,7 @@ from .types import (
     DTYPES,
     FRAMEWORKS,
     GRAD_MODES,
+    INPUT_KINDS,
     INPUT_NAMES,
     MASK_KINDS,
     Batch,
@@ -41,7 +42,7 @@ from .types import (
     Output,
 )
 
-__all__ = ["ADVANTAGE_SHAPES", "DEVICES", "DTYPES", "FRAMEWORKS", "GRAD_MODES", "INPUT_NAMES", "MASK_KINDS", "Availability", "Batch",
+__all__ = ["ADVANTAGE_SHAPES", "DEVICES", "DTYPES", "FRAMEWORKS", "GRAD_MODES", "INPUT_KINDS", "INPUT_NAMES", "MASK_KINDS", "Availability", "Batch",
            "CallOptions", "Candidate", "CandidateError", "CandidateInfo", "KernelOutput", "Output"]
 
 
@@ -103,6 +104,7 @@ class CandidateInfo:
     rollout_is_weights: bool = False
     data_parallel: bool = False
     shape_buckets: bool = False
+    inputs: str = "logprob"
 
     def __post_init__(self):
         def bad(field_name, value, valid):
@@ -135,6 +137,18 @@ class CandidateInfo:
             bad("profile", self.profile, tuple(PROFILES))
         if self.mask_kind not in MASK_KINDS:
             bad("mask_kind", self.mask_kind, MASK_KINDS)
+        if self.inputs not in INPUT_KINDS:
+            bad("inputs", self.inputs, INPUT_KINDS)
+        if self.inputs != "logprob":
+            # a fused kernel is called by conformance.fused: torch autograd, no per-token extras
+            unsupported = [f for f in ("rollout_is_weights", "global_counts", "data_parallel", "shape_buckets")
+                           if getattr(self, f)]
+            if self.framework != "torch" or unsupported or not self.provides_grad:
+                why = (f"framework {self.framework!r} (only 'torch')" if self.framework != "torch" else
+                       "provides_grad=False" if not self.provides_grad else f"claims {', '.join(unsupported)}")
+                raise CandidateError(f"candidate {self.name!r}: a fused kernel (inputs={self.inputs!r}) cannot be "
+                                     f"certified with {why}; fused kernels are torch, autograd, without "
+                                     f"rollout_is_weights, global counts, data_parallel or shape_buckets")
         if not isinstance(self.shape_buckets, bool):
             raise CandidateError(f"candidate {self.name!r}: shape_buckets must be True or False, "
                                  f"got {self.shape_buckets!r}")

@@ -256,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--dtype", action="append", help="restrict to this dtype (repeatable)")
     p.add_argument("--mode", action="append", choices=LOSS_AGG_MODES, help="restrict to this aggregation mode")
-    p.add_argument("--check", action="append", help="only checks matching this glob (repeatable), e.g. 'edge.*'")
+    p.add_argument("--check", action="append", help="only checks matching this glob (repeatable), e.g. 'edge.*'; "
+                   "'-GLOB' leaves those out, e.g. --check=-edge.long-row")
     p.add_argument("--seed", type=int, default=0, help="seed of the random checks (default 0: reproducible)")
     p.add_argument("--junit", help="also write JUnit XML to this file")
     p.add_argument("--golden-only", action="store_true", help="only replay the golden fixtures")

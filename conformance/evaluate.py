@@ -60,9 +60,14 @@ class Conditioning:
     log_ratio: np.ndarray  # |log-ratio|, 0 at masked positions
     #: |c A w| max(1, r) per token: the practical tolerance's gradient scale
     grad_scale: np.ndarray
+    #: how far the candidate's own log-ratio may be off, in units of its
+    #: compute precision, beyond rounding |log-ratio| (a fused kernel forms
+    #: log-probs from logits: conformance.fused); 0 for log-prob kernels
+    log_ratio_error: np.ndarray | float = 0.0
 
 
-def conditioning(ref: sapo_ref.SAPOResult, inputs: Batch) -> Conditioning:
+def conditioning(ref: sapo_ref.SAPOResult, inputs: Batch, log_ratio_error=None) -> Conditioning:
+    """``log_ratio_error``: see :attr:`Conditioning.log_ratio_error`."""
     sem = ref.semantics
     m = inputs.mask.astype(bool)
     B, T = m.shape
@@ -75,8 +80,9 @@ def conditioning(ref: sapo_ref.SAPOResult, inputs: Batch) -> Conditioning:
         if sem.log_ratio_clamp is not None:
             d = np.minimum(d, sem.log_ratio_clamp)
         d = np.where(m & np.isfinite(d), d, 0.0)
-        grad = np.abs(1 + (1 - 2 * sig) * tr) * (1 + d)
-        gate = np.abs((1 - sig) * tr) * (1 + d)
+        e = 0.0 if log_ratio_error is None else np.where(m, log_ratio_error, 0.0)
+        grad = np.abs(1 + (1 - 2 * sig) * tr) * (1 + d + e)
+        gate = np.abs((1 - sig) * tr) * (1 + d + e)
 
     def clean(x):
         return np.where(m & np.isfinite(x), x, 0.0)
@@ -86,7 +92,7 @@ def conditioning(ref: sapo_ref.SAPOResult, inputs: Batch) -> Conditioning:
         grad_scale = caw * np.maximum(1.0, np.where(np.isfinite(ref.ratio), ref.ratio, 0.0))
     if sem.importance_sampling_level == "sequence":
         grad = _sequence_grad_conditioning(ref, m, grad)
-    return Conditioning(clean(grad), clean(gate), d, clean(grad_scale))
+    return Conditioning(clean(grad), clean(gate), d, clean(grad_scale), e)
 
 
 def _sequence_grad_conditioning(ref: sapo_ref.SAPOResult, m: np.ndarray, token_cond: np.ndarray) -> np.ndarray:
@@ -111,25 +117,27 @@ def _sequence_grad_conditioning(ref: sapo_ref.SAPOResult, m: np.ndarray, token_c
 def _metric_terms(name: str, ref: sapo_ref.SAPOResult, inputs: Batch, cond: Conditioning):
     """The terms a metric averages and their conditioned magnitudes."""
     m = inputs.mask.astype(bool)
+    e = np.broadcast_to(cond.log_ratio_error, m.shape)[m]
     if name == "ppo_kl":
-        return cond.log_ratio[m], np.zeros(int(m.sum()))
+        return cond.log_ratio[m], e
     if name == "avg_ratio":
         r = ref.ratio[m]
         with np.errstate(invalid="ignore", over="ignore"):
-            return r, np.where(np.isfinite(r), r * cond.log_ratio[m], 0.0)
+            return r, np.where(np.isfinite(r), r * (cond.log_ratio[m] + e), 0.0)
     if name == "avg_soft_gate":
         return ref.gate[m], ref.gate[m] * cond.gate[m]
     return np.ones(int(m.sum())), np.zeros(int(m.sum()))  # pos_adv_frac: a count
 
 
 def compare(candidate: Candidate, out: Output, ref: sapo_ref.SAPOResult, *,
-            acc_dtype: str | None = None) -> tuple[tol.Comparison, ...]:
+            acc_dtype: str | None = None, cond: Conditioning | None = None) -> tuple[tol.Comparison, ...]:
     """Loss, gradient (dtype, masked positions exactly 0), claimed metrics,
-    inputs.  ``acc_dtype`` overrides the precision the bounds assume."""
+    inputs.  ``acc_dtype`` overrides the precision the bounds assume;
+    ``cond``, the conditioning (default: ``conditioning(ref, out.inputs)``)."""
     info = candidate.info
     mask = out.inputs.mask.astype(bool)
     acc = acc_dtype or tol.accumulation_dtype(out.dtype)
-    cond = conditioning(ref, out.inputs)
+    cond = conditioning(ref, out.inputs) if cond is None else cond
     n = int(mask.sum())
     with np.errstate(invalid="ignore", over="ignore"):
         weighted = np.abs(ref.agg_weight * ref.token_loss)

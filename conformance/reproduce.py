@@ -27,7 +27,7 @@ def reproduce(report_path, check_id: str) -> Outcome:
     the outcome shows its traceback."""
     from .candidate import CandidateError
     from .cases import CASES_BY_ID
-    from .evaluate import evaluate
+    from .fused import evaluate_any as evaluate
     from .loading import load_candidate
     from .report import decode_counterexample, load_report
 

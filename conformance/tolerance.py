@@ -190,9 +190,12 @@ def _nonfinite_mismatch(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def compare_elementwise(quantity: str, got, ref, out_dtype: str, *, where=None, cond=None,
-                        compute_dtype: str | None = None, practical_scale=None) -> Comparison:
+                        compute_dtype: str | None = None, practical_scale=None, abs_bound=None) -> Comparison:
     """``practical_scale``: a per-element scale for the practical tolerance's
-    atol, beyond the batch's largest |ref| (module docstring)."""
+    atol, beyond the batch's largest |ref| (module docstring).  ``abs_bound``:
+    a per-element error the caller derived for the candidate's own
+    intermediate roundings (e.g. a softmax through a fused kernel's
+    vocabulary, conformance.fused), added to the scale."""
     got = np.asarray(got, dtype=np.float64)
     ref = _expected(np.asarray(ref, dtype=np.float64), out_dtype)
     if got.shape != ref.shape:
@@ -214,6 +217,9 @@ def compare_elementwise(quantity: str, got, ref, out_dtype: str, *, where=None, 
     if cond is not None:
         c = np.where(fin & np.isfinite(cond), cond, 0.0)
         scale = scale + eps_of(compute_dtype) * c * absref
+    if abs_bound is not None:
+        ab = np.asarray(abs_bound, dtype=np.float64)
+        scale = scale + np.where(fin & np.isfinite(ab), ab, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         err = np.where(fin, np.abs(got - ref), 0.0)
         units = np.where(scale > 0, err / np.where(scale > 0, scale, 1.0), np.where(err > 0, np.inf, 0.0))

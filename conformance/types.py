@@ -28,6 +28,10 @@ MASK_KINDS = ("bool", "float")
 #: loss, or the kernel returns it (``KernelOutput.grad``).
 GRAD_MODES = ("autograd", "explicit")
 FRAMEWORKS = ("numpy", "torch", "jax")
+#: What a kernel starts from: per-token log-probs (the default), or, for a
+#: fused kernel, logits (B, T, V) or hidden states (B, T, H) and an LM-head
+#: weight (V, H), with the token ids (``conformance.fused``).
+INPUT_KINDS = ("logprob", "logits", "hidden")
 
 
 def package_version(dist: str, default: str | None = "not installed") -> str | None:

@@ -78,6 +78,23 @@ def torch_eager() -> Candidate:
     return Candidate(info, _lazy("torch_impl", "sapo_torch"), gate=_lazy("torch_impl", "gate_torch"))
 
 
+def _fused(name: str, inputs: str, description: str, kernel: str) -> Candidate:
+    info = CandidateInfo(name=name, framework="torch", framework_version=package_version("torch"),
+                         description=description, devices=("cpu", "cuda"), dtypes=DTYPES, deterministic=True,
+                         inputs=inputs, **{**COMMON_CLAIMS, "global_counts": False})
+    return Candidate(info, _lazy("torch_impl", kernel))
+
+
+def torch_logits() -> Candidate:
+    return _fused("torch-logits", "logits", "torch-eager from logits: log_softmax, gather, SAPO (a fused kernel's "
+                  "interface)", "sapo_torch_logits")
+
+
+def torch_linear() -> Candidate:
+    return _fused("torch-linear", "hidden", "torch-eager from hidden states and an LM-head weight",
+                  "sapo_torch_linear")
+
+
 def torch_sequence() -> Candidate:
     info = _torch_info("torch-sequence", "torch-eager with the sequence-level (geometric-mean) ratio",
                        profile="canonical-sequence")

@@ -240,3 +240,25 @@ def gate_torch(ratio, advantages, tau_pos, tau_neg):
     tau = torch.where(advantages.to(cdt) > 0, torch.tensor(tau_pos, dtype=cdt, device=r.device),
                       torch.tensor(tau_neg, dtype=cdt, device=r.device))
     return (4.0 / tau) * _sigmoid_parts(tau * (r - 1.0))[0]
+
+
+def _selected_logprob(logits, token_ids):
+    """log_softmax(logits)[token], in the float32 (or float64) compute precision."""
+    lsm = torch.log_softmax(logits.to(_compute_dtype(logits)), dim=-1)
+    return lsm.gather(-1, token_ids.unsqueeze(-1)).squeeze(-1)
+
+
+def sapo_torch_logits(logits, token_ids, old_logprob, advantages, mask, *, tau_pos, tau_neg, loss_agg_mode):
+    """A fused-style kernel from logits (SPEC.md §11): torch-eager on the
+    selected log-probs; the gradient flows back through log_softmax."""
+    return sapo_torch(_selected_logprob(logits, token_ids), old_logprob, advantages, mask, tau_pos=tau_pos,
+                      tau_neg=tau_neg, loss_agg_mode=loss_agg_mode)
+
+
+def sapo_torch_linear(hidden, weight, token_ids, old_logprob, advantages, mask, *, tau_pos, tau_neg,
+                      loss_agg_mode):
+    """From hidden states and an LM-head weight: logits = hidden @ weight^T."""
+    c = _compute_dtype(hidden)
+    logits = hidden.to(c) @ weight.to(c).T
+    return sapo_torch_logits(logits, token_ids, old_logprob, advantages, mask, tau_pos=tau_pos, tau_neg=tau_neg,
+                             loss_agg_mode=loss_agg_mode)

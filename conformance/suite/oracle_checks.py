@@ -13,7 +13,8 @@ from .. import tolerance as tol
 from ..candidate import Batch, CallOptions
 from ..cases import CASES
 from ..drivers import get_driver, layouts_for
-from ..evaluate import Evaluation, evaluate
+from ..evaluate import Evaluation
+from ..fused import evaluate_any
 from ..strategies import batches, tau_pairs
 from .records import Counterexample, Tally
 from .registry import CheckDef, Context, unit_seed
@@ -60,7 +61,7 @@ def random_batches(ctx: Context, tally: Tally, *, weights: bool = False) -> None
             opts = CallOptions(tau_pos=taus[0], tau_neg=taus[1], loss_agg_mode=mode)
             example = Counterexample(batch, opts, dtype, layout)
             try:
-                ev = evaluate(ctx.candidate, batch, dtype=dtype, device=ctx.device, options=opts, layout=layout)
+                ev = evaluate_any(ctx.candidate, batch, dtype=dtype, device=ctx.device, options=opts, layout=layout)
             except Exception as exc:  # the candidate crashed: shrink that too
                 raise _Found(None, example, exc) from exc
             live = [c for c in ev.comparisons if c.quantity not in failed]
@@ -87,7 +88,7 @@ def evaluate_into(tally: Tally, ctx: Context, batch: Batch, opts: CallOptions, l
     embed = batch.logprob.size <= EMBED_TOKENS
     example = Counterexample(batch if embed else None, opts, tally.dtype, layout, case_id)
     try:
-        ev = evaluate(ctx.candidate, batch, dtype=tally.dtype, device=ctx.device, options=opts, layout=layout)
+        ev = evaluate_any(ctx.candidate, batch, dtype=tally.dtype, device=ctx.device, options=opts, layout=layout)
     except Exception as exc:
         tally.raised("call", exc, example)
         return None
@@ -113,7 +114,10 @@ def edge_check(case) -> CheckDef:
         evaluate_into(tally, ctx, case.make(), opts, case_id=case.id)
 
     def applies(candidate, dtype: str) -> bool:
-        return not candidate.info.requires_tau_order or case.tau_neg >= case.tau_pos
+        if candidate.info.requires_tau_order and case.tau_neg < case.tau_pos:
+            return False
+        batch = case.make()  # a case whose advantages' layout the candidate does not take is not for it
+        return any(x in candidate.info.advantage_shapes for x in layouts_for(batch.advantages, *batch.shape))
 
     return CheckDef(f"edge.{case.id}", "edge", case.title, True, body, applies)
 

@@ -137,10 +137,15 @@ def comparison_samples(ev: Evaluation, comp: Comparison) -> list:
     if comp.per_element is None:
         return []
     inp = ev.output.inputs
+    per = comp.per_element
+    if per.shape[:2] != inp.mask.shape:
+        return []  # not per token (a fused kernel's weight gradient)
+    if per.ndim > 2:  # per token and vocabulary entry (a fused kernel's logits): the token's worst
+        per = per.reshape(per.shape[:2] + (-1,)).max(axis=-1)
     with np.errstate(invalid="ignore"):
         d = inp.logprob - inp.old_logprob
-    sel = inp.mask.astype(bool) & np.isfinite(comp.per_element) & np.isfinite(d)
-    d, e = d[sel], comp.per_element[sel]
+    sel = inp.mask.astype(bool) & np.isfinite(per) & np.isfinite(d)
+    d, e = d[sel], per[sel]
     if d.size > MAX_SAMPLES:
         keep = np.argsort(e)[-MAX_SAMPLES // 2:]
         rest = np.setdiff1d(np.arange(d.size), keep)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Protocol
 
 from ..candidate import Availability, Candidate, CandidateError
+from ..fused import FUSED_GROUPS
 from .catalogue import CHECKS
 from .records import Record
 from ..profiles import SUITE_PROFILES
@@ -41,16 +42,21 @@ def plan(candidate: Candidate, *, dtypes: Iterable[str] | None = None, modes: It
 
     ``dtypes``/``modes`` restrict to a subset of the claims (asking for an
     unclaimed one is a CandidateError); ``checks`` are glob patterns on check
-    names.
+    names, a pattern starting with "-" excluding what it matches (with only
+    exclusions, every other check runs).
     """
     info = candidate.info
     use_dtypes = _subset(dtypes, info.dtypes, "dtype", info.name)
     use_modes = _subset(modes, info.loss_agg_modes, "loss_agg_mode", info.name)
-    patterns = list(checks or ["*"])
+    patterns = [p for p in (checks or ()) if not p.startswith("-")] or ["*"]
+    excluded = [p[1:] for p in (checks or ()) if p.startswith("-")]
     units = []
     for check in CHECKS:
-        if not any(fnmatch.fnmatchcase(check.name, p) for p in patterns):
+        if not any(fnmatch.fnmatchcase(check.name, p) for p in patterns) \
+                or any(fnmatch.fnmatchcase(check.name, p) for p in excluded):
             continue
+        if info.inputs != "logprob" and check.group not in FUSED_GROUPS:
+            continue  # a fused kernel runs the checks that draw batches through conformance.fused
         for dtype in use_dtypes:
             if not check.applies(candidate, dtype):
                 continue
