@@ -32,6 +32,17 @@ class Framework:
     #: a candidate exists (an entry point of that name); False where the
     #: package cannot be installed here to write and test one
     registered: bool = True
+    #: the environment it is certified in (default: its own, named after it);
+    #: candidates of one package share one
+    env: str = ""
+    #: ``run --check`` patterns for the matrix run ("-GLOB" leaves a check out)
+    checks: tuple[str, ...] = ()
+    #: what the matrix says about how it was run (e.g. a check left out, and why)
+    note: str = ""
+
+    @property
+    def env_name(self) -> str:
+        return self.env or self.name
 
     @property
     def install(self) -> str:
@@ -50,6 +61,24 @@ FRAMEWORKS: tuple[Framework, ...] = (
     Framework("areal", "areal", "1.0.4", "areal", "areal/utils/functional/functional.py::sapo_loss_fn", ("--no-deps",),
               ("aiohttp", "httpx", "colorlog", "tenacity", "flask", "torchdata", "lark", "uvloop", "pyyaml",
                "hydra-core", "transformers", "ray", "numba", "pillow", "orjson", "einops", "aiofiles", "openai")),
+    Framework("trl", "trl", "1.16.0", "trl",
+              "trl/trainer/grpo_trainer.py::GRPOTrainer._compute_loss (loss_type='sapo')"),
+    Framework("trl-sequence", "trl", "1.16.0", "trl",
+              "trl/trainer/grpo_trainer.py::GRPOTrainer._compute_loss (loss_type='sapo', "
+              "importance_sampling_level='sequence')", env="trl"),
+    # liger's ops need packaging, which liger-kernel does not declare
+    Framework("liger-chunked", "liger-kernel", "0.8.5", "liger_kernel",
+              "liger_kernel/chunked_loss/grpo_loss.py::LigerFusedLinearGRPOLoss (loss_type='sapo')",
+              needs=("packaging",), env="liger-kernel"),
+    Framework("liger-triton", "liger-kernel", "0.8.5", "liger_kernel",
+              "liger_kernel/ops/grpo_loss.py::GrpoLossFunction via transformers.grpo_loss.triton_grpo_loss "
+              "(loss_type='sapo')", needs=("packaging",), env="liger-kernel", checks=("-edge.long-row",),
+              note="CPU: the Triton interpreter, float32; edge.long-row (T = 32768) left out: 394 s of "
+                   "interpreted programs (it runs on a GPU)"),
+    # ms-swift's GRPO trainer imports msgspec, which ms-swift 4.6.0 does not declare
+    Framework("ms-swift", "ms-swift", "4.6.0", "swift",
+              "swift/rlhf_trainers/grpo_trainer.py::GRPOTrainer._compute_loss_and_metrics (loss_type='sapo')",
+              needs=("msgspec",)),
     # skyrl 0.4.0 requires Python >= 3.12: the matrix says so where it cannot be installed
     Framework("skyrl", "skyrl", "0.4.0", "skyrl", "skyrl/backends/skyrl_train/utils/ppo_utils.py::sapo_policy_loss",
               registered=False),
@@ -67,7 +96,7 @@ def _candidate(name: str, build) -> Candidate:
     fw = FRAMEWORKS_BY_NAME[name]
     cand = build()
     info = replace(cand.info, version=package_version(fw.package, "not installed"))
-    return Candidate(info, cand.kernel, requires=(fw.module,), install=fw.install)
+    return replace(cand, info=info, requires=(fw.module,), install=fw.install, _ready=set())
 
 
 def verl() -> Candidate:
@@ -89,3 +118,38 @@ def areal() -> Candidate:
     from . import areal_sapo
 
     return _candidate("areal", areal_sapo.candidate)
+
+
+def trl() -> Candidate:
+    """TRL's ``GRPOTrainer._compute_loss`` with ``loss_type="sapo"``."""
+    from . import trl_sapo
+
+    return _candidate("trl", trl_sapo.candidate)
+
+
+def trl_sequence() -> Candidate:
+    """TRL's SAPO with ``importance_sampling_level="sequence"``."""
+    from . import trl_sapo
+
+    return _candidate("trl-sequence", trl_sapo.candidate_sequence)
+
+
+def liger_chunked() -> Candidate:
+    """Liger-Kernel's fused linear + SAPO loss (hidden states and LM-head weight)."""
+    from . import liger_sapo
+
+    return _candidate("liger-chunked", liger_sapo.chunked)
+
+
+def liger_triton() -> Candidate:
+    """Liger-Kernel's Triton SAPO loss from logits."""
+    from . import liger_sapo
+
+    return _candidate("liger-triton", liger_sapo.triton)
+
+
+def ms_swift() -> Candidate:
+    """ms-swift's ``GRPOTrainer`` loss with ``loss_type="sapo"``."""
+    from . import swift_sapo
+
+    return _candidate("ms-swift", swift_sapo.candidate)

@@ -56,13 +56,15 @@ def markdown(table: list[dict]) -> str:
              "|---|---|---|---|" + "---|" * len(CATEGORIES) + "---|"]
     for row in table:
         fw, rep = row["framework"], row["report"]
-        head = f"| {fw.name} | {fw.version} | `{md_escape(fw.where)}` |"
+        note = f"<br>{md_escape(fw.note)}" if fw.note else ""
+        head = f"| {fw.name} | {fw.version} | `{md_escape(fw.where)}`{note} |"
         if rep is None:
             lines.append(head + f" not certified: {md_escape(row['why'])} |" + " — |" * len(CATEGORIES) +
                          f" `{fw.install}` |")
             continue
         cells = " | ".join(_cell(rep, c) for c in CATEGORIES)
-        cmd = f"`{fw.install}`, then `sapo-conformance run {fw.name} --profile {rep['run']['profile']}`"
+        checks = "".join(f" --check={c}" for c in fw.checks)
+        cmd = f"`{fw.install}`, then `sapo-conformance run {fw.name} --profile {rep['run']['profile']}{checks}`"
         lines.append(head + f" {md_escape(rep['verdict_text'])} | {cells} | {cmd} |")
     lines += ["", "Run on: " + ", ".join(sorted({f"{r['report']['environment']['platform']}, Python "
                                                 f"{r['report']['environment']['python']}"
@@ -77,7 +79,8 @@ def html(table: list[dict]) -> str:
     body = []
     for row in table:
         fw, rep = row["framework"], row["report"]
-        cells = [html_escape(fw.name), html_escape(fw.version)]
+        cells = [html_escape(fw.name) + (f"<br><small>{html_escape(fw.note)}</small>" if fw.note else ""),
+                 html_escape(fw.version)]
         if rep is None:
             cells += [f"not certified: {html_escape(row['why'])}"] + ["—"] * len(CATEGORIES)
         else:

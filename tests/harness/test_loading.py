@@ -49,7 +49,7 @@ def test_load_from_environment(monkeypatch):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("no-such-candidate", "unknown candidate 'no-such-candidate'; registered: areal, jax, numpy-fp32"),
+    ("no-such-candidate", "unknown candidate 'no-such-candidate'; registered: areal, jax, liger-chunked"),
     ("no_such_module:thing", "cannot import 'no_such_module': ModuleNotFoundError"),
     (f"{EX}:missing", f"'{EX}' has no attribute 'missing'"),
     (f"{EX}:broken_factory", "its factory raised RuntimeError: cannot build this candidate"),
