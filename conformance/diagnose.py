@@ -34,6 +34,7 @@ import sapo_ref
 
 from . import tolerance as tol
 from .evaluate import Evaluation, compare, conditioning
+from .fused import GRAD_QUANTITIES
 from .types import Output
 
 #: offending tokens kept as evidence per record
@@ -99,6 +100,7 @@ def _situation(ev: Evaluation):
 _UNDERLYING = {"grad-masked-zero": "grad"}
 
 
+
 def _reproduces(defect, situation, ev: Evaluation, comp: tol.Comparison, memo: dict) -> bool:
     from ._variants import predict
 
@@ -107,10 +109,10 @@ def _reproduces(defect, situation, ev: Evaluation, comp: tol.Comparison, memo: d
     pred = memo[defect.id]
     if pred is None:
         return False
-    failed = {_UNDERLYING.get(c.quantity, c.quantity) for c in ev.comparisons if not c.passed}
+    failed = {_underlying(ev, c.quantity) for c in ev.comparisons if not c.passed}
     if pred.tolerance_dtype is not None:
         return _within_low_precision(ev, comp, pred.tolerance_dtype)
-    predicted = _predicted(pred)
+    predicted = _predicted(pred, ev)
     if not (set(predicted) & failed):
         return False
     key = ("against", defect.id)
@@ -124,19 +126,27 @@ def _reproduces(defect, situation, ev: Evaluation, comp: tol.Comparison, memo: d
         if not c.passed and c.category != "precision":
             return False
     if comp.category == "precision":
-        c = against.get(_UNDERLYING.get(comp.quantity, comp.quantity))
+        c = against.get(_underlying(ev, comp.quantity))
         if c is None:
             return False
         return c.passed or (c.error / c.k if c.k else math.inf) <= max(1.0, comp.error / comp.k / 2)
     return True
 
 
-def _predicted(pred) -> list[str]:
+def _underlying(ev: Evaluation, quantity: str) -> str:
+    """The output a comparison is about: a fused kernel's masked-zero check is
+    about its first carried gradient."""
+    if ev.carry is not None and quantity == "grad-masked-zero":
+        return next(c.quantity for c in ev.comparisons if c.quantity.startswith("grad-") and c.quantity != quantity)
+    return _UNDERLYING.get(quantity, quantity)
+
+
+def _predicted(pred, ev: Evaluation) -> list[str]:
     out = []
     if pred.loss is not None:
         out.append("loss")
     if pred.grad is not None:
-        out.append("grad")
+        out += [c.quantity for c in ev.comparisons if c.quantity in GRAD_QUANTITIES] if ev.carry else ["grad"]
     out += [f"metric:{k}" for k in pred.metrics]
     return out
 
@@ -150,6 +160,8 @@ def _compare_all(ev: Evaluation, pred, memo: dict) -> dict[str, tol.Comparison]:
                         metrics={**ref.metrics, **pred.metrics})
     res = {c.quantity: c for c in compare(_Claims(out), out, predicted) if c.quantity == "loss"
            or c.quantity[len("metric:"):] in pred.metrics}
+    if ev.carry is not None and pred.grad is not None:
+        res.update(ev.carry(pred.grad))
     if out.grad is not None and pred.grad is not None:
         mask = out.inputs.mask.astype(bool)
         cond = memo.get("cond") or memo.setdefault("cond", conditioning(ref, out.inputs))

@@ -8,6 +8,7 @@ policy.  The candidate never sees the oracle.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -29,6 +30,10 @@ class Evaluation:
     profile: str = "canonical"
     #: a sharded run: the rows of each separate call whose results were summed
     parts: tuple | None = None
+    #: a fused kernel (conformance.fused): ``carry(token_grad)`` compares its
+    #: logit (or hidden-state and weight) gradients with ``token_grad``
+    #: carried through the log-softmax, by quantity
+    carry: Callable[[np.ndarray], dict] | None = None
 
     @property
     def passed(self) -> bool:

@@ -61,14 +61,13 @@ def _logsumexp(x: np.ndarray) -> np.ndarray:
     return (top + np.log(np.exp(x - top).sum(axis=-1, keepdims=True)))[..., 0]
 
 
-def inputs_for(candidate: Candidate, batch: Batch, dtype: str, device: str = "cpu") -> dict:
-    """The fused inputs for ``batch`` (float64 NumPy, exactly representable
+def inputs_for(kind: str, batch: Batch, dtype: str) -> dict:
+    """The fused inputs of ``kind`` ("logits" or "hidden") for ``batch`` (float64 NumPy, exactly representable
     in ``dtype``) and what the oracle needs: logits, token ids, the selected
     log-probs, the softmax, and per token how far a kernel computing in
     ``dtype``'s compute precision may be off on its log-prob (units of that
     precision)."""
     driver = get_driver("torch")
-    kind = candidate.info.inputs
     B, T = batch.shape
     rng = _draws(batch)
     vocab = int(min(rng.integers(VOCAB[0], VOCAB[1] + 1), max(VOCAB[0], MAX_LOGITS // max(B * T, 1))))
@@ -112,10 +111,11 @@ def evaluate(candidate: Candidate, batch: Batch, *, dtype: str, device: str = "c
         raise CandidateError(f"candidate {info.name!r} cannot run on {device}: {why}")
     candidate.ensure_setup(device)
     B, T = batch.shape
-    fx = inputs_for(candidate, batch, dtype, device)
+    fx = inputs_for(info.inputs, batch, dtype)
     mask = batch.mask.astype(bool)
     with np.errstate(invalid="ignore", over="ignore"):
-        old = fx["logprob"] - (batch.logprob - batch.old_logprob)  # every token keeps its log-ratio
+        fx["log_ratio"] = batch.logprob - batch.old_logprob
+        old = fx["logprob"] - fx["log_ratio"]  # every token keeps its log-ratio
     if layout is None:
         layout = next(x for x in layouts_for(batch.advantages, B, T) if x in info.advantage_shapes)
     adv = reshape_advantages(batch.advantages, B, T, layout)
@@ -153,9 +153,16 @@ def evaluate(candidate: Candidate, batch: Batch, *, dtype: str, device: str = "c
     ref = reference_for(candidate, rounded, options, dtype)
     cond = conditioning(ref, rounded, log_ratio_error=fx["logprob_error"])
     comps = list(compare(candidate, out, ref, cond=cond))
-    comps[1:1] = _grad_comparisons(fx, got, ref, cond, mask, dtype, {k: driver.dtype_name(v) for k, v in
-                                                                     zip(leaves, grads) if v is not None})
-    return Evaluation(out, ref, tuple(comps), options, layout, info.profile)
+    comps[1:1] = _grad_comparisons(fx, got, ref.grad, cond, mask, dtype, {k: driver.dtype_name(v) for k, v in
+                                                                          zip(leaves, grads) if v is not None})
+
+    def carry(token_grad: np.ndarray) -> dict:
+        """The candidate's gradients against ``token_grad`` (a defect's
+        prediction, masked positions included) carried through: for diagnosis."""
+        return {c.quantity: c for c in _grad_comparisons(fx, got, token_grad, cond, mask, dtype, {}, masked=True)
+                if c.quantity in GRAD_QUANTITIES}
+
+    return Evaluation(out, ref, tuple(comps), options, layout, info.profile, carry=carry)
 
 
 def evaluate_any(candidate: Candidate, batch: Batch, **kwargs) -> Evaluation:
@@ -167,18 +174,28 @@ def evaluate_any(candidate: Candidate, batch: Batch, **kwargs) -> Evaluation:
     return evaluate_logprob(candidate, batch, **kwargs)
 
 
-def _grad_comparisons(fx: dict, got: dict, ref, cond, mask: np.ndarray, dtype: str,
-                      grad_dtypes: dict) -> list[tol.Comparison]:
-    """The candidate's gradients against the oracle's carried through the
-    log-softmax (and the linear layer), each with the error a kernel computing
-    the softmax (and the matmuls) in its precision may add."""
+#: the fused gradients compared, by input kind
+GRAD_QUANTITIES = ("grad-logits", "grad-hidden", "grad-weight")
+
+
+def _grad_comparisons(fx: dict, got: dict, token_grad: np.ndarray, cond, mask: np.ndarray, dtype: str,
+                      grad_dtypes: dict, masked: bool = False) -> list[tol.Comparison]:
+    """The candidate's gradients against ``token_grad`` (d loss / d logprob)
+    carried through the log-softmax (and the linear layer), each with the
+    error a kernel computing the softmax (and the matmuls) in its precision
+    may add.  ``masked``: keep ``token_grad`` at masked tokens (a defect's
+    prediction says what they hold), but leave masked tokens with a
+    non-finite log-ratio out of the per-token comparisons (what a kernel
+    leaves there depends on how it masks)."""
     acc = tol.accumulation_dtype(dtype)
     eps = tol.eps_of(acc)
     p, logits, ids = fx["softmax"], fx["logits"], fx["token_ids"]
     onehot = np.zeros_like(p)
     np.put_along_axis(onehot, ids[..., None], 1.0, axis=-1)
     with np.errstate(invalid="ignore", over="ignore"):
-        g = np.where(mask, ref.grad, 0.0)[..., None]
+        g = (token_grad if masked else np.where(mask, token_grad, 0.0))[..., None]
+        junk = ~mask & ~np.isfinite(fx["log_ratio"]) if masked else np.zeros_like(mask)
+        where = np.broadcast_to(~junk[..., None], p.shape)
         delta = onehot - p
         expected = g * delta
         # the token's own conditioning, carried to every logit, plus the softmax's rounding: p_v is off by
@@ -189,7 +206,7 @@ def _grad_comparisons(fx: dict, got: dict, ref, cond, mask: np.ndarray, dtype: s
     comps = []
     if "logits" in got:
         comps.append(tol.compare_elementwise("grad-logits", got["logits"], expected, dtype, compute_dtype=acc,
-                                             abs_bound=bound, practical_scale=scale))
+                                             abs_bound=bound, practical_scale=scale, where=where))
         comps.append(_masked_zero(got["logits"], mask))
     else:
         h, w = fx["hidden"], fx["weight"]
@@ -202,7 +219,7 @@ def _grad_comparisons(fx: dict, got: dict, ref, cond, mask: np.ndarray, dtype: s
             bound_w = np.einsum("btv,bth->vh", bound, np.abs(h)) \
                 + eps * (2 + math.log2(n)) * np.einsum("btv,bth->vh", np.abs(expected), np.abs(h))
         comps.append(tol.compare_elementwise("grad-hidden", got["hidden"], exp_h, dtype, compute_dtype=acc,
-                                             abs_bound=bound_h))
+                                             abs_bound=bound_h, where=np.broadcast_to(~junk[..., None], h.shape)))
         comps.append(_masked_zero(got["hidden"], mask))
         comps.append(tol.compare_elementwise("grad-weight", got["weight"], exp_w, dtype, compute_dtype=acc,
                                              abs_bound=bound_w))

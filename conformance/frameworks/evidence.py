@@ -71,7 +71,7 @@ def _fused_inputs(kind: str, ce: dict) -> dict:
     arr = lambda k: np.array([[float(x) for x in row] for row in ce[k]], dtype=np.float64)  # noqa: E731
     adv = np.array([float(x) if not isinstance(x, list) else [float(y) for y in x] for x in ce["advantages"]])
     batch = Batch(arr("logprob"), arr("old_logprob"), adv, np.array(ce["mask"], dtype=bool))
-    fx = inputs_for(type("C", (), {"info": type("I", (), {"inputs": kind})})(), batch, ce["dtype"])
+    fx = inputs_for(kind, batch, ce["dtype"])
     drv = get_driver("torch")
     with np.errstate(invalid="ignore", over="ignore"):
         old = drv.to_numpy(drv.to_framework(fx["logprob"] - (batch.logprob - batch.old_logprob), ce["dtype"], "cpu"))
@@ -120,7 +120,8 @@ def collect(directory) -> dict:
             (examples.append(ex) if ex else missing.append(finding["id"]))
         out[path.parent.name] = {"version": report["candidate"].get("version"),
                                  "profile": report["candidate"].get("profile") or "canonical",
-                                 "report": str(path), "examples": examples, "unconfirmable": missing}
+                                 "report": str(path.relative_to(directory)), "examples": examples,
+                                 "unconfirmable": missing}
     return {"schema": "sapo-conformance.framework-evidence", "frameworks": out}
 
 

@@ -108,7 +108,7 @@ def test_the_expected_logit_gradient_matches_central_differences(mode):
     ev = fused_evaluate(cand, batch, dtype="float64", options=opts)
     grad_cmp = next(c for c in ev.comparisons if c.quantity == "grad-logits")
     assert grad_cmp.passed, grad_cmp.describe()
-    fx = inputs_for(cand, batch, "float64")
+    fx = inputs_for("logits", batch, "float64")
     logits, ids = fx["logits"], fx["token_ids"]
     old = ev.output.inputs.old_logprob
     adv = ev.output.inputs.advantages
@@ -143,3 +143,24 @@ def test_a_fused_claim_it_cannot_honour_is_refused_in_one_line(claim):
     with pytest.raises(CandidateError) as err:
         CandidateInfo(**kw)
     assert "\n" not in str(err.value) and "'k'" in str(err.value)
+
+
+def naive_from_logits(logits, ids, old, adv, mask, *, tau_pos, tau_neg, loss_agg_mode):
+    """What a plain fused kernel does: exp(log-ratio) unclamped, autograd
+    through torch.sigmoid, masking with where (token-mean)."""
+    lp = torch.log_softmax(logits.float(), -1).gather(-1, ids[..., None])[..., 0]
+    r = torch.exp(lp - old)
+    a = adv.reshape(adv.shape[0], -1).expand_as(r)
+    tau = torch.where(a > 0, tau_pos, tau_neg)
+    gate = torch.sigmoid(tau * (r - 1)) * 4 / tau
+    tokens = torch.where(mask, -gate * a, 0.0)
+    return tokens.sum() / mask.sum().clamp(min=1)
+
+
+def test_a_fused_kernel_s_defects_are_named_through_its_logit_gradient():
+    cand = from_fused_loss(naive_from_logits, name="naive-fused", loss_agg_modes=("token-mean",), **CLAIMS)
+    report = certify(cand, profile="quick", isolate=False, throughput="none",
+                     checks=["edge.exp-overflow", "edge.gate-knee"])
+    named = {r.check: set(r.defects) for r in report.records if r.status == "fail"}
+    assert "exp-overflow-nan" in named.get("edge.exp-overflow:grad-logits", set()), named
+    assert "naive-one-minus-sigmoid" in named.get("edge.gate-knee:grad-logits", set()), named
