@@ -23,7 +23,7 @@ from ..report import atomic_write
 from ..types import INPUT_NAMES
 
 BATCH = INPUT_NAMES
-_AT = re.compile(r"at \((\d+), (\d+)\): got (\S+), expected (\S+)")
+_AT = re.compile(r"at \(([\d, ]+)\): got (\S+), expected (\S+)")
 _SCALAR = re.compile(r"got (\S+), expected (\S+)")
 _FIRST = re.compile(r"\(first (\S+)\)")
 #: quantities the independent test recomputes; a finding's example is the first of these if it has one
@@ -50,7 +50,7 @@ def _values(record: dict):
         return quantity, [bad[0]["row"], bad[0]["col"]], bad[0]["got"], bad[0].get("expected", 0.0)
     m = _AT.search(msg)
     if m:
-        return quantity, [int(m[1]), int(m[2])], _num(m[3]), _num(m[4])
+        return quantity, [int(i) for i in m[1].split(",")], _num(m[2]), _num(m[3])
     if "got" in ev and "expected" in ev:
         return quantity, None, ev["got"], ev["expected"]
     m = _SCALAR.search(msg)
@@ -76,7 +76,10 @@ def _fused_inputs(kind: str, ce: dict) -> dict:
     with np.errstate(invalid="ignore", over="ignore"):
         old = drv.to_numpy(drv.to_framework(fx["logprob"] - (batch.logprob - batch.old_logprob), ce["dtype"], "cpu"))
     enc = lambda a: [[x if x == x and abs(x) != float("inf") else str(x) for x in row] for row in a.tolist()]  # noqa
-    return {"logprob": enc(fx["logprob"]), "old_logprob": enc(old)}
+    drawn = {k: fx[k].tolist() for k in ("logits", "hidden", "weight") if k in fx}
+    if "hidden" in drawn:
+        del drawn["logits"]  # h W^T: the test forms them itself
+    return {"logprob": enc(fx["logprob"]), "old_logprob": enc(old), "token_ids": fx["token_ids"].tolist(), **drawn}
 
 
 def _example(name: str, report: dict, finding: dict, records: dict):

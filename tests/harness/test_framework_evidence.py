@@ -81,8 +81,13 @@ def independent(ex: dict) -> dict:
     """{"loss", "grad" (B x T mpf), "metric:NAME"} from SPEC.md §2-§5."""
     prof, dtype, opts = PROFILES[ex["profile"]], ex["dtype"], ex["options"]
     b = ex["batch"]
-    fused = ex.get("fused_inputs")  # a fused kernel: the log-probs its logits give, already exact (evidence.py)
+    fused = ex.get("fused_inputs")  # a fused kernel: the old log-probs it was given and its drawn logits
     lp, olp = (_round(fused[k], "float64") if fused else _round(b[k], dtype) for k in ("logprob", "old_logprob"))
+    if fused and "token_ids" in fused:  # its log-probs from its logits, here, at 50 digits
+        lp = np.array([[mpf(0)] * lp.shape[1] for _ in range(lp.shape[0])], dtype=object)
+        logits, _ = _logits_and_softmax(fused)
+        for (i, t), row in np.ndenumerate(np.empty(lp.shape)) if lp.size else ():
+            lp[i, t] = logits[i][t][fused["token_ids"][i][t]] - mpmath.log(mpmath.fsum(mpmath.exp(z) for z in logits[i][t]))
     B, T = lp.shape if lp.ndim == 2 else (len(b["mask"]), 0)
     adv = _round(b["advantages"], dtype).reshape(B, -1) if B else np.zeros((0, 1))
     adv = np.broadcast_to(adv, (B, T))
@@ -148,6 +153,42 @@ def independent(ex: dict) -> dict:
     return out
 
 
+def _logits_and_softmax(fused: dict):
+    """A fused kernel's logits (formed as h W^T when it takes hidden states)
+    and their softmax, as nested lists of mpf."""
+    if "hidden" in fused:
+        W = [[mpf(x) for x in row] for row in fused["weight"]]
+        logits = [[[mpmath.fsum(mpf(a) * w for a, w in zip(h, wv)) for wv in W] for h in row] for row in fused["hidden"]]
+    else:
+        logits = [[[mpf(x) for x in z] for z in row] for row in fused["logits"]]
+    probs = []
+    for row in logits:
+        probs.append([])
+        for z in row:
+            e = [mpmath.exp(x) for x in z]
+            total = mpmath.fsum(e)
+            probs[-1].append([x / total for x in e])
+    return logits, probs
+
+
+def carried(ex: dict, grad) -> dict:
+    """A fused kernel's gradients from the token gradient, SPEC §11:
+    d/dz_v = g (1[v = y] - p_v), d/dh = (d/dz) W, d/dW = sum_{b,t} (d/dz)^T h."""
+    fused = ex["fused_inputs"]
+    _, probs = _logits_and_softmax(fused)
+    ids = fused["token_ids"]
+    dz = [[[g * ((v == ids[i][t]) - p) for v, p in enumerate(probs[i][t])] for t, g in enumerate(row)]
+          for i, row in enumerate(grad)]
+    out = {"grad-logits": dz}
+    if "hidden" in fused:
+        W, H = fused["weight"], fused["hidden"]
+        out["grad-hidden"] = [[[mpmath.fsum(d * mpf(W[v][k]) for v, d in enumerate(dz[i][t])) for k in range(len(W[0]))]
+                               for t in range(len(dz[i]))] for i in range(len(dz))]
+        out["grad-weight"] = [[mpmath.fsum(dz[i][t][v] * mpf(H[i][t][k]) for i in range(len(dz)) for t in range(len(dz[i])))
+                               for k in range(len(W[0]))] for v in range(len(W))]
+    return out
+
+
 def _same(x: float, y: float) -> bool:
     """(a): the independent value x agrees with the harness's y."""
     if math.isnan(x) or math.isnan(y):
@@ -190,6 +231,8 @@ def test_defect_is_confirmed_independently(ex):
     with mpmath.workdps(50):
         values = independent(ex)
         q = ex["quantity"]
+        if q in ("grad-logits", "grad-hidden", "grad-weight") and ex.get("fused_inputs", {}).get("token_ids"):
+            values.update(carried(ex, values["grad"]))
         key = "grad" if q in ("grad", "grad-masked-zero") else q
         if key not in values:
             pytest.skip(f"quantity {q!r} has no independent implementation here")
@@ -199,8 +242,8 @@ def test_defect_is_confirmed_independently(ex):
             assert not all(map(all, mask)), f"{ex['framework']} {ex['record']}: no masked token"
             value = max((abs(g) for row, m in zip(value, mask) for g, k in zip(row, m) if not k), default=0)
         elif ex["index"] is not None:
-            i, t = ex["index"]
-            value = value[i][t]
+            for i in ex["index"]:
+                value = value[i]
         true = float(value)
     dtype = ex["dtype"]
     got, harness = _f(ex["got"]), _f(ex["expected"])
@@ -211,7 +254,7 @@ def test_defect_is_confirmed_independently(ex):
     assert _same(true, harness) or overflow, f"(a) harness expected is wrong: {line}"
     if q == "grad-masked-zero":
         if ex["index"] is not None:
-            i, t = ex["index"]
+            i, t = ex["index"][:2]
             assert not ex["batch"]["mask"][i][t], f"(b) position is not masked: {line}"
         assert true == 0.0 and (got != 0.0 or math.isnan(got)), f"(b) not a masked-gradient leak: {line}"
     else:
