@@ -141,7 +141,9 @@ def test_run_all_writes_a_matrix_that_validates(tmp_path, capsys):
     entry = next(c for c in m["candidates"] if c["name"] == "numpy-fp32")
     assert entry == {"name": "numpy-fp32", "status": "ran", "reason": "", "verdict": "conformant",
                      "partial": entry["partial"]} and entry["partial"]  # SMALL restricts the checks
-    assert m["checks"] and all(cells["numpy-fp32"] == "pass" for cells in m["checks"].values())
+    # a check only some candidates have (a fused kernel's grad-logits) has no cell for the others
+    ran = [cells["numpy-fp32"] for cells in m["checks"].values() if "numpy-fp32" in cells]
+    assert ran and all(cell == "pass" for cell in ran), ran
     words = format_verdict("conformant", entry["partial"])
     assert "(partial: " in words
     for name in ("matrix.md", "matrix.html"):  # the partial run says so in every format
