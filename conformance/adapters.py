@@ -44,6 +44,23 @@ def _info(name, framework, claims: dict, defaults: dict) -> CandidateInfo:
         raise CandidateError(f"candidate {name!r}: {exc}") from None
 
 
+def _reject_uncarried(name, claims: dict, uncarried: Mapping[str, str], convention: str) -> None:
+    """A claim the adapter's calling convention has no way to pass on is an
+    error when the candidate is built, not a TypeError in every check."""
+    bad = [f"{claim}=True ({why})" for claim, why in uncarried.items() if claims.get(claim)]
+    if bad:
+        raise CandidateError(f"candidate {name!r}: {convention} cannot honour {'; '.join(bad)}: "
+                             f"drop the claim, or wrap the code with from_torch_loss")
+
+
+#: what a Trinity-RFT PolicyLossFn call cannot receive
+_TRINITY_UNCARRIED = {
+    "global_counts": "its __call__ takes no global_token_count / global_seq_count",
+    "data_parallel": "a shard's loss needs the global counts, which its __call__ cannot take",
+    "rollout_is_weights": "its __call__ takes no rollout_is_weights",
+}
+
+
 def _split_result(result, name: str):
     """loss | (loss, metrics) -> (loss, normalised metrics)."""
     if isinstance(result, tuple):
@@ -137,6 +154,7 @@ def from_trinity_policy_loss(cls, *, name: str | None = None, init_kwargs: Mappi
     if not isinstance(cls, type):
         raise CandidateError(f"candidate {name or cls!r}: expected a class, got {type(cls).__name__}")
     name = name or cls.__name__
+    _reject_uncarried(name, claims, _TRINITY_UNCARRIED, "a Trinity-RFT PolicyLossFn")
     extra = dict(init_kwargs or {})
     instances: dict = {}
 

@@ -95,6 +95,21 @@ def test_adapter_errors():
         from_trinity_policy_loss(lambda: 0)
 
 
+@pytest.mark.parametrize("claim", ["global_counts", "data_parallel", "rollout_is_weights"])
+def test_an_adapter_rejects_a_claim_its_calling_convention_cannot_carry(claim):
+    """Built, not discovered as a TypeError in every shard check: one line
+    naming the claim, why, and what to do."""
+    from conformance.adapters import from_trinity_policy_loss
+
+    from .example_candidates import TrinityStyleSAPO
+
+    with pytest.raises(CandidateError) as err:
+        from_trinity_policy_loss(TrinityStyleSAPO, name="t", **{claim: True})
+    msg = str(err.value)
+    assert "\n" not in msg and f"{claim}=True" in msg and "from_torch_loss" in msg, msg
+    assert from_trinity_policy_loss(TrinityStyleSAPO, name="t", **{claim: False}).info.name == "t"
+
+
 def test_adapter_that_returns_a_bad_tuple_is_reported():
     import torch
 
