@@ -86,8 +86,12 @@ def conditioning(ref: sapo_ref.SAPOResult, inputs: Batch, log_ratio_error=None) 
             d = np.minimum(d, sem.log_ratio_clamp)
         d = np.where(m & np.isfinite(d), d, 0.0)
         e = 0.0 if log_ratio_error is None else np.where(m, log_ratio_error, 0.0)
-        grad = np.abs(1 + (1 - 2 * sig) * tr) * (1 + d + e)
-        gate = np.abs((1 - sig) * tr) * (1 + d + e)
+        # forming z = tau (r - 1) rounds it by about eps |z| on its own: sigmoid(z)
+        # inherits |1 - sigma| |z| of it, f'(r) r = 4 sigma (1 - sigma) r |1 - 2 sigma| |z|
+        # (far below the knee, r << 1, this is all there is: tau r vanishes, |z| ~ tau)
+        z = np.abs(tau * (ref.ratio - 1))
+        grad = np.abs(1 + (1 - 2 * sig) * tr) * (1 + d + e) + np.abs(1 - 2 * sig) * z
+        gate = np.abs((1 - sig) * tr) * (1 + d + e) + np.abs(1 - sig) * z
 
     def clean(x):
         return np.where(m & np.isfinite(x), x, 0.0)
@@ -149,10 +153,12 @@ def compare(candidate: Candidate, out: Output, ref: sapo_ref.SAPOResult, *,
         loss_terms = float(np.nansum(weighted))
         loss_cond = float(np.nansum(weighted * cond.gate))
     comps = [tol.compare_scalar("loss", out.loss, ref.loss, terms_abs_sum=loss_terms, n_terms=n,
-                                out_dtype=out.loss_dtype or out.dtype, acc_dtype=acc, cond_abs_sum=loss_cond)]
+                                out_dtype=out.loss_dtype or out.dtype, acc_dtype=acc, cond_abs_sum=loss_cond,
+                                input_dtype=out.dtype)]
     if info.provides_grad and out.grad is not None:
         comps.append(tol.compare_elementwise("grad", out.grad, ref.grad, out.grad_dtype or out.dtype, where=mask,
-                                             cond=cond.grad, compute_dtype=acc, practical_scale=cond.grad_scale))
+                                             cond=cond.grad, compute_dtype=acc, practical_scale=cond.grad_scale,
+                                             input_dtype=out.dtype))
         comps.append(tol.exact("grad-dtype", out.grad_dtype == out.dtype,
                                f"gradient is {out.grad_dtype}, logprob is {out.dtype}"))
         masked = out.grad[~mask]
@@ -178,7 +184,8 @@ def compare(candidate: Candidate, out: Output, ref: sapo_ref.SAPOResult, *,
             cscale = float(np.sum(np.abs(conds))) / count if count else 0.0
         comps.append(tol.compare_scalar(f"metric:{name}", out.metrics[name], ref.metrics[name],
                                         terms_abs_sum=scale, n_terms=max(n, 1), out_dtype="float32",
-                                        acc_dtype=acc, cond_abs_sum=cscale, partial_sums_max=total))
+                                        acc_dtype=acc, cond_abs_sum=cscale, partial_sums_max=total,
+                                        input_dtype=out.dtype))
     comps.append(tol.exact("inputs-unmodified", not out.modified_inputs,
                            f"modified: {', '.join(out.modified_inputs)}"))
     return tuple(comps)

@@ -18,7 +18,10 @@ Elementwise outputs (gradient, gate), for each element i:
   The log-ratio is formed and exponentiated in that precision, which perturbs
   it by about eps_c * (1 + |log-ratio|); the gradient's sensitivity to the
   log-ratio is |d log g / d log-ratio| = |1 + (1 - 2 sigmoid(z)) tau r|, which
-  reaches 100s where the gate is steep.  cond_i is that product.
+  reaches 100s where the gate is steep.  Forming z = tau (r - 1) rounds z by
+  about eps_c |z| more, which the gradient passes on as |1 - 2 sigmoid(z)| |z|
+  (the gate as |1 - sigmoid(z)| |z|): the whole of it far below the knee,
+  where tau r vanishes.  cond_i is the sum of the two.
 
 Scalar reductions (loss, metrics), over n terms t_i:
 
@@ -99,6 +102,19 @@ def tiny_floor(out_dtype: str, compute_dtype: str) -> float:
 #: torch.testing.assert_close's default (rtol, atol) per dtype: the practical tolerance
 PRACTICAL = {"float64": (1e-7, 1e-7), "float32": (1.3e-6, 1e-5), "float16": (1e-3, 1e-5),
              "bfloat16": (1.6e-2, 1e-5)}
+
+
+def practical_tolerance(out_dtype: str, input_dtype: str | None = None) -> tuple[float, float]:
+    """The practical (rtol, atol): the looser of the output's dtype and the
+    inputs' -- a float32 loss computed from bfloat16 inputs is judged as
+    torch.testing judges bfloat16 results, since the inputs already carry
+    that precision (a kernel computing in bfloat16 is a precision finding,
+    not a change of formula)."""
+    a = PRACTICAL.get(out_dtype, PRACTICAL["float32"])
+    b = PRACTICAL.get(input_dtype or out_dtype, a)
+    return max(a[0], b[0]), max(a[1], b[1])
+
+
 #: the categories of a failing comparison, in the order reports show them
 CATEGORIES = ("semantics", "non-finite", "precision", "contract")
 #: a record keeps the most severe category it saw: this order, most severe first
@@ -190,12 +206,14 @@ def _nonfinite_mismatch(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def compare_elementwise(quantity: str, got, ref, out_dtype: str, *, where=None, cond=None,
-                        compute_dtype: str | None = None, practical_scale=None, abs_bound=None) -> Comparison:
+                        compute_dtype: str | None = None, practical_scale=None, abs_bound=None,
+                        input_dtype: str | None = None) -> Comparison:
     """``practical_scale``: a per-element scale for the practical tolerance's
     atol, beyond the batch's largest |ref| (module docstring).  ``abs_bound``:
     a per-element error the caller derived for the candidate's own
     intermediate roundings (e.g. a softmax through a fused kernel's
-    vocabulary, conformance.fused), added to the scale."""
+    vocabulary, conformance.fused), added to the scale.  ``input_dtype``: the
+    inputs' dtype, for the practical tolerance (:func:`practical_tolerance`)."""
     got = np.asarray(got, dtype=np.float64)
     ref = _expected(np.asarray(ref, dtype=np.float64), out_dtype)
     if got.shape != ref.shape:
@@ -228,7 +246,7 @@ def compare_elementwise(quantity: str, got, ref, out_dtype: str, *, where=None, 
     passed = worst <= k
     if passed:
         return Comparison(quantity, True, worst, k, "", idx, per_element=units)
-    rtol, atol = PRACTICAL.get(out_dtype, PRACTICAL["float32"])
+    rtol, atol = practical_tolerance(out_dtype, input_dtype)
     batch_scale = np.full(ref.shape, float(absref.max()))
     if practical_scale is not None:
         ps = np.asarray(practical_scale, dtype=np.float64)
@@ -245,7 +263,7 @@ def compare_elementwise(quantity: str, got, ref, out_dtype: str, *, where=None, 
 
 def compare_scalar(quantity: str, got: float, ref: float, *, terms_abs_sum: float, n_terms: int,
                    out_dtype: str, acc_dtype: str, cond_abs_sum: float = 0.0,
-                   partial_sums_max: float = 0.0) -> Comparison:
+                   partial_sums_max: float = 0.0, input_dtype: str | None = None) -> Comparison:
     """``partial_sums_max``: the largest magnitude a partial sum can reach;
     if the accumulation dtype cannot hold it, an inf of the right sign passes."""
     k = reduction_k(n_terms)
@@ -267,7 +285,7 @@ def compare_scalar(quantity: str, got: float, ref: float, *, terms_abs_sum: floa
     units = err / scale if scale > 0 else (0.0 if err == 0 else math.inf)
     if units <= k:
         return Comparison(quantity, True, units, k)
-    rtol, atol = PRACTICAL.get(out_dtype, PRACTICAL["float32"])
+    rtol, atol = practical_tolerance(out_dtype, input_dtype)
     allowed = max(k * scale, rtol * abs(ref) + atol * terms_abs_sum)
     practical = err / allowed if allowed > 0 else math.inf
     return Comparison(quantity, False, units, k, f"got {got!r}, expected {ref!r}", category=_graded(practical),
