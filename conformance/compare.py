@@ -7,7 +7,7 @@ spec below is read by ``report.check_spec``):
     {
       "schema": "sapo-conformance.matrix", "schema_version": 1,
       "candidates": [{"name": str, "status": "ran" | "unavailable" | "error", "reason": str,
-                      "verdict": "conformant" | "non-conformant" | null}, ...],
+                      "verdict": "conformant" | "non-conformant" | "harness-error" | null}, ...],
       "checks": {check: {candidate name: "pass" | "fail" | "error" | "skip"}}
     }
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from . import bench
 from .render import CSS, format_ratio, format_seconds, html_escape, md_escape, noise_note, to_float
-from .report import STATUSES, check_document, format_verdict, load_validated
+from .report import STATUSES, VERDICTS, check_document, format_verdict, load_validated
 
 # ---------------------------------------------------------------------------
 # the matrix of several candidates
@@ -30,7 +30,6 @@ MATRIX_SCHEMA = "sapo-conformance.matrix"
 MATRIX_SCHEMA_VERSION = 1
 #: what became of each candidate of ``run --all``
 ENTRY_STATUSES = ("ran", "unavailable", "error")
-VERDICTS = ("conformant", "non-conformant")
 MATRIX_SPEC = {
     "schema": str, "schema_version": int,
     "candidates": ("list", {"name": str, "status": ("enum",) + ENTRY_STATUSES, "reason": str,

@@ -7,6 +7,8 @@ policy.  The candidate never sees the oracle.
 
 from __future__ import annotations
 
+import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,6 +19,7 @@ import sapo_ref
 from . import tolerance as tol
 from .candidate import Batch, CallOptions, Candidate, Output
 from .drivers import get_driver
+from .types import HarnessFault
 
 
 @dataclass(frozen=True)
@@ -191,9 +194,26 @@ def compare(candidate: Candidate, out: Output, ref: sapo_ref.SAPOResult, *,
     return tuple(comps)
 
 
+@contextmanager
+def harness_side():
+    """Around the harness's own part of a check (the oracle, the
+    comparison): whatever it raises is a :class:`HarnessFault`, so that no
+    bug here is ever reported as the candidate's error."""
+    try:
+        yield
+    except HarnessFault:
+        raise
+    except Exception as exc:
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        raise HarnessFault(f"the oracle or the comparison raised {type(exc).__name__}: {exc} "
+                           f"(at {where.filename.rsplit('/', 1)[-1]}:{where.lineno}) on inputs the candidate "
+                           f"handled") from exc
+
+
 def evaluate(candidate: Candidate, batch: Batch, *, dtype: str, device: str = "cpu",
              options: CallOptions = CallOptions(), layout: str | None = None) -> Evaluation:
     """Run the candidate once and compare it with the oracle."""
     out = get_driver(candidate.info.framework).call(candidate, batch, dtype, device, options, layout)
-    ref = reference_for(candidate, out.inputs, options, dtype)
-    return Evaluation(out, ref, compare(candidate, out, ref), options, layout, candidate.info.profile)
+    with harness_side():
+        ref = reference_for(candidate, out.inputs, options, dtype)
+        return Evaluation(out, ref, compare(candidate, out, ref), options, layout, candidate.info.profile)

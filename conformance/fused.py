@@ -31,7 +31,7 @@ from sapo_ref import METRIC_NAMES
 from . import tolerance as tol
 from .candidate import Batch, CallOptions, Candidate, CandidateError, Output
 from .drivers import get_driver, layouts_for
-from .evaluate import Evaluation, compare, conditioning, reference_for
+from .evaluate import Evaluation, compare, conditioning, harness_side, reference_for
 from .evaluate import evaluate as evaluate_logprob
 from .drivers._base import reshape_advantages
 
@@ -111,7 +111,8 @@ def evaluate(candidate: Candidate, batch: Batch, *, dtype: str, device: str = "c
         raise CandidateError(f"candidate {info.name!r} cannot run on {device}: {why}")
     candidate.ensure_setup(device)
     B, T = batch.shape
-    fx = inputs_for(info.inputs, batch, dtype)
+    with harness_side():
+        fx = inputs_for(info.inputs, batch, dtype)
     mask = batch.mask.astype(bool)
     with np.errstate(invalid="ignore", over="ignore"):
         fx["log_ratio"] = batch.logprob - batch.old_logprob
@@ -150,11 +151,12 @@ def evaluate(candidate: Candidate, batch: Batch, *, dtype: str, device: str = "c
                  metrics={k: float(driver.to_numpy(v).reshape(())) for k, v in metrics.items() if k in METRIC_NAMES},
                  inputs=rounded, dtype=dtype, device=device, grad_dtype=None, loss_dtype=driver.dtype_name(loss),
                  modified_inputs=modified)
-    ref = reference_for(candidate, rounded, options, dtype)
-    cond = conditioning(ref, rounded, log_ratio_error=fx["logprob_error"])
-    comps = list(compare(candidate, out, ref, cond=cond))
-    comps[1:1] = _grad_comparisons(fx, got, ref.grad, cond, mask, dtype, {k: driver.dtype_name(v) for k, v in
-                                                                          zip(leaves, grads) if v is not None})
+    with harness_side():
+        ref = reference_for(candidate, rounded, options, dtype)
+        cond = conditioning(ref, rounded, log_ratio_error=fx["logprob_error"])
+        comps = list(compare(candidate, out, ref, cond=cond))
+        comps[1:1] = _grad_comparisons(fx, got, ref.grad, cond, mask, dtype, {k: driver.dtype_name(v) for k, v in
+                                                                              zip(leaves, grads) if v is not None})
 
     def carry(token_grad: np.ndarray) -> dict:
         """The candidate's gradients against ``token_grad`` (a defect's

@@ -42,6 +42,7 @@ from .candidate import Availability, Candidate, CandidateError, CandidateInfo
 from .profiles import DEFAULT_GROUP_TIMEOUT_S
 from .report import decode_record, encode_record
 from .suite import CHECKS_BY_NAME, InProcessRunner, Unit, failed_unit, run_unit
+from .suite.records import ISOLATION
 
 #: how long loading a candidate (importing its framework) may take
 LOAD_TIMEOUT_S = 300.0
@@ -292,7 +293,7 @@ class IsolatedRunner:
             groups.setdefault(u.check.group, []).append(u)
 
         def lost(unit, message):
-            return failed_unit(unit, self.device, message, where="isolation")
+            return failed_unit(unit, self.device, message, where=ISOLATION)
 
         for group, members in groups.items():
             deadline = time.monotonic() + self.group_timeout_s

@@ -12,7 +12,7 @@ is version 2 without the keys marked "v2", and is still read):
                     "compilations": int | null},
       "run": {"profile": str, "seed": int, "device": str, "dtypes": [str], "loss_agg_modes": [str],
               "checks": [glob], "partial": [str], "fail_on": [category] (v2)},
-      "verdict": "conformant" | "non-conformant",
+      "verdict": "conformant" | "non-conformant" | "harness-error",
       "verdict_text": str, "status_line": str,                                          (v2)
       "categories": {category: {"findings": int, "accepted": int}},                       (v2)
       "findings": [finding, ...],                                                         (v2)
@@ -84,6 +84,17 @@ SCHEMA_VERSION = 2
 READS_VERSIONS = (1, 2)
 BENCH_SCHEMA_VERSION = 1
 STATUSES = ("pass", "fail", "error", "skip")
+#: "harness-error": a check run raised inside the harness or the oracle; the
+#: run says nothing about the candidate until that is fixed (exit code 3)
+VERDICTS = ("conformant", "non-conformant", "harness-error")
+
+
+def harness_faults(records: list[dict]) -> list[dict]:
+    """The records (report.json form) of check runs the harness could not
+    finish: its own errors, never the candidate's."""
+    from .suite.records import HARNESS
+
+    return [r for r in records if r["check"].endswith(":" + HARNESS)]
 PACKAGES = ("numpy", "torch", "jax", "jaxlib", "triton", "hypothesis", "mpmath", "ml_dtypes")
 
 
@@ -307,6 +318,8 @@ def verdict_text(report: dict) -> str:
 
 def format_verdict(verdict: str, partial=None, accepted: int = 0) -> str:
     """``verdict``, with "(partial: a; b)" when the run was restricted."""
+    if verdict == "harness-error":
+        verdict = "harness error (a bug in sapo-conformance, not a finding against the candidate)"
     if verdict == "conformant" and accepted:
         verdict += f" with {accepted} accepted deviation{'s' if accepted != 1 else ''}"
     return verdict + (f" (partial: {'; '.join(partial)})" if partial else "")
@@ -318,7 +331,7 @@ def fails(report: dict) -> bool:
     passing check at all, or -- with ``accept.strict`` -- a stale entry."""
     from .tolerance import CATEGORIES
 
-    if "findings" not in report:  # a version-1 report
+    if "findings" not in report or report["verdict"] == "harness-error":  # version 1, or no verdict at all
         return report["verdict"] != "conformant"
     fail_on = report["run"].get("fail_on") or list(CATEGORIES)
     if any(f["accepted"] is None and f["category"] in fail_on for f in report["findings"]):
@@ -339,8 +352,10 @@ def build_report(candidate: Candidate, spec: str, records: list[Record], *, prof
 
     recs = [record_to_json(r, report_path) for r in records]
     summary = summarize(recs)
-    outcome = _findings.build(recs, list(accept))
-    verdict = "conformant" if not outcome.unaccepted and summary["pass"] > 0 else "non-conformant"
+    faults = harness_faults(recs)
+    outcome = _findings.build([r for r in recs if r not in faults], list(accept))
+    verdict = ("harness-error" if faults else
+               "conformant" if not outcome.unaccepted and summary["pass"] > 0 else "non-conformant")
     document = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -509,7 +524,7 @@ REPORT_SPEC = {
                   "devices": _STRS, "shape_buckets?": bool, "compilations?": (int, None)},
     "run": {"profile": str, "seed": int, "device": str, "dtypes": _STRS, "loss_agg_modes": _STRS,
             "checks": _STRS, "partial?": _STRS, "fail_on?": ("list", _CATEGORY)},
-    "verdict": ("enum", "conformant", "non-conformant"),
+    "verdict": ("enum",) + VERDICTS,
     # version 2
     "verdict_text?": str, "status_line?": str,
     "categories?": {c: {"findings": int, "accepted": int} for c in ("semantics", "non-finite", "precision", "contract")},

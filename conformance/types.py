@@ -49,6 +49,12 @@ class CandidateError(Exception):
     naming the candidate."""
 
 
+class HarnessFault(Exception):
+    """The oracle or the harness raised while checking a candidate, on
+    inputs the candidate handled: a bug in sapo-conformance, reported as a
+    harness error (exit 3), never as a mark against the candidate."""
+
+
 @dataclass(frozen=True)
 class CallOptions:
     """The per-call semantics the harness asks a candidate for."""

@@ -16,6 +16,7 @@ from ..drivers import get_driver, layouts_for
 from ..evaluate import Evaluation
 from ..fused import evaluate_any
 from ..strategies import batches, tau_pairs
+from ..types import HarnessFault
 from .records import Counterexample, Tally
 from .registry import CheckDef, Context, unit_seed
 
@@ -62,6 +63,8 @@ def random_batches(ctx: Context, tally: Tally, *, weights: bool = False) -> None
             example = Counterexample(batch, opts, dtype, layout)
             try:
                 ev = evaluate_any(ctx.candidate, batch, dtype=dtype, device=ctx.device, options=opts, layout=layout)
+            except HarnessFault:  # ours, not the candidate's: a harness error for the whole unit
+                raise
             except Exception as exc:  # the candidate crashed: shrink that too
                 raise _Found(None, example, exc) from exc
             live = [c for c in ev.comparisons if c.quantity not in failed]
@@ -89,6 +92,8 @@ def evaluate_into(tally: Tally, ctx: Context, batch: Batch, opts: CallOptions, l
     example = Counterexample(batch if embed else None, opts, tally.dtype, layout, case_id)
     try:
         ev = evaluate_any(ctx.candidate, batch, dtype=tally.dtype, device=ctx.device, options=opts, layout=layout)
+    except HarnessFault:
+        raise
     except Exception as exc:
         tally.raised("call", exc, example)
         return None

@@ -23,6 +23,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: (log-ratio, error) points kept per record, for the report's plots
 MAX_SAMPLES = 200
+#: where a unit that did not finish failed (suite.runner.failed_unit): the
+#: harness itself (a bug in a check or the oracle; never the candidate's) ...
+HARNESS = "harness"
+#: ... or its isolation (the candidate's worker crashed, hung or was not run)
+ISOLATION = "isolation"
 
 
 @dataclass(frozen=True)

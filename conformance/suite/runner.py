@@ -18,7 +18,8 @@ from typing import Callable, Iterable, Protocol
 from ..candidate import Availability, Candidate, CandidateError
 from ..fused import FUSED_GROUPS
 from .catalogue import CHECKS
-from .records import Record
+from ..types import HarnessFault
+from .records import HARNESS, Record
 from ..profiles import SUITE_PROFILES
 from .registry import CheckDef, Context
 
@@ -81,7 +82,7 @@ def failed_unit(unit: Unit, device: str, message: str, *, where: str) -> Record:
     check raised) or "isolation" (the worker crashed, hung or was not run)."""
     return Record(check=f"{unit.check.name}:{where}", group=unit.check.group, title=unit.check.title,
                   dtype=unit.dtype, loss_agg_mode=unit.loss_agg_mode, device=device, status="error", message=message,
-                  category="contract")
+                  category=None if where == HARNESS else "contract")
 
 
 def run_unit(ctx: Context, unit: Unit) -> list[Record]:
@@ -90,8 +91,10 @@ def run_unit(ctx: Context, unit: Unit) -> list[Record]:
     tally = unit.check.tally(unit.dtype, unit.loss_agg_mode, ctx.device)
     try:
         unit.check.body(ctx, tally)
-    except Exception as exc:  # a bug in a check: report it, keep going
-        rec = failed_unit(unit, ctx.device, f"harness error {type(exc).__name__}: {exc}", where="harness")
+    except Exception as exc:  # a bug in a check or the oracle: report it as ours, keep going
+        what = str(exc) if isinstance(exc, HarnessFault) else f"{type(exc).__name__}: {exc}"
+        rec = failed_unit(unit, ctx.device, f"harness error: {what} -- please report it with this report.json",
+                          where=HARNESS)
         rec.duration_s = time.perf_counter() - start
         return [rec]
     return tally.finish(time.perf_counter() - start)

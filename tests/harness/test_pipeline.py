@@ -200,3 +200,27 @@ def test_the_plugin_loads_like_the_cli_isolates_and_times_out(tmp_path):
     assert "timed out" in out
     counts = re.search(r"(\d+) failed, (\d+) passed, (\d+) deselected", out)
     assert counts and int(counts.group(3)) > 500, out[-3000:]  # the project's own tests were not run
+
+
+@pytest.mark.parametrize("check", ["edge.realistic", "random"])
+def test_an_oracle_exception_is_a_harness_error_never_the_candidate_s(check, tmp_path, capsys, monkeypatch):
+    """The oracle raising (here: injected) ends in verdict "harness-error",
+    exit 3 and a one-line message that says whose bug it is; no finding is
+    made against the candidate, and the record names the oracle's error."""
+    from conformance import evaluate
+
+    def broken(*args, **kwargs):
+        raise OverflowError("intermediate overflow in fsum")
+
+    monkeypatch.setattr(evaluate, "reference_for", broken)
+    code, out, err = run_cli("run", "numpy-fp32", "--check", check, "--dtype", "float32", "--mode", "token-mean",
+                             "--profile", "quick", "--no-isolate", "--quiet", "--throughput", "none",
+                             "--report-dir", str(tmp_path), capsys=capsys)
+    assert code == cli.EXIT_HARNESS, err
+    line = err.strip().splitlines()
+    assert len(line) == 1 and "harness error: 1 check run raised inside sapo-conformance, not the candidate" in line[0]
+    assert "the oracle or the comparison raised OverflowError: intermediate overflow in fsum" in line[0], err
+    doc = load_report(tmp_path / "report.json")
+    assert doc["verdict"] == "harness-error" and doc["findings"] == [], doc["findings"]
+    assert [r["check"] for r in doc["checks"]] == [f"{check}:harness"]
+    assert "harness error" in (tmp_path / "report.md").read_text()
