@@ -504,6 +504,10 @@ def _sequence_level(lp, olp, adv, m, weights, n_rows, c_hi, c_lo, denom, sem: Se
     )
 
 
+#: the binary scale a mean's terms are summed at when their plain sum overflows
+_MEAN_SCALE = 64
+
+
 def _metrics(d, d_lo, mf, ratio, gate, positive, nan_adv, n_rows, sem, total) -> dict:
     """Masked means over unmasked tokens (0 when there are none); ``total``
     sums an array."""
@@ -511,10 +515,21 @@ def _metrics(d, d_lo, mf, ratio, gate, positive, nan_adv, n_rows, sem, total) ->
     if count == 0:
         return {name: 0.0 for name in METRIC_NAMES}
     unmasked = mf > 0
-    kl_sum = -(total(np.where(unmasked, d, 0.0)) + total(np.where(unmasked, d_lo, 0.0)))
+
+    def mean(x, lo=None) -> float:
+        """(total(x) + total(lo)) / count, also where finite terms sum past
+        the float64 maximum but their mean does not (two ratios of e^709.7):
+        then the terms are summed scaled by 2^-SCALE (exact: they are that
+        large)."""
+        s = total(x) + (0.0 if lo is None else total(lo))
+        if math.isinf(s) and np.all(np.isfinite(x)):
+            scaled = total(np.ldexp(x, -_MEAN_SCALE)) + (0.0 if lo is None else total(np.ldexp(lo, -_MEAN_SCALE)))
+            return math.ldexp(scaled / count, _MEAN_SCALE)
+        return s / count
+
     return {
-        "ppo_kl": kl_sum / count,
-        "avg_ratio": total(ratio) / count,
-        "avg_soft_gate": total(gate) / count,
+        "ppo_kl": -mean(np.where(unmasked, d, 0.0), np.where(unmasked, d_lo, 0.0)),
+        "avg_ratio": mean(ratio),
+        "avg_soft_gate": mean(gate),
         "pos_adv_frac": math.nan if nan_adv else positive / count,
     }

@@ -97,7 +97,8 @@ def check_against_mpmath(lp, olp, adv, mask, tau_pos, tau_neg, mode, **options):
             loss_terms.append(mp.mpf(c.numerator) / c.denominator * loss_tok)
             kl_terms.append(-mpref.log_ratio(lp[i, t], olp[i, t])[0] if sequence
                             else -mpref.log_ratio(lp[i, t], olp[i, t], sem.log_ratio_clamp)[0])
-            ratio_terms.append(r)
+            # SPEC §5: the mean of the ratios as float64 holds them (one beyond its range is +inf)
+            ratio_terms.append(mp.inf if math.isinf(float(r)) else r)
             gate_terms.append(f)
         for t in cols if sequence else ():  # d loss / d lp_it = (sum of the row's shares) / n_i
             _check_reduction("grad (sequence level)", res.grad[i, t], shares, len(cols), f"row {i}")
