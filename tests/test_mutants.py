@@ -24,10 +24,19 @@ from .mutants import MUTANTS
 KILL_TABLE: dict[str, list[str]] = {}
 
 
+def assert_status_follows_ratio(records) -> None:
+    """A record passes exactly when its recorded worst error / bound is <= 1
+    (contract and non-finite failures record an infinite ratio)."""
+    wrong = [f"{r.id}: {r.status} at error/bound {r.ratio}" for r in records if r.status in ("pass", "fail")
+             and (r.status == "fail") != (r.ratio is not None and r.ratio > 1.0)]
+    assert not wrong, wrong[:5]
+
+
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
 def test_mutant_is_reported_by_the_check_meant_to_catch_it(mutant):
     cand = mutant.candidate
     records = run_units(cand, plan(cand), profile="quick", seed=0)
+    assert_status_follows_ratio(records)
     failing = [r for r in records if r.status in ("fail", "error")]
     assert failing, f"{mutant.name} ({mutant.defect}) passed every check"
     caught = sorted({r.check for r in failing if any(fnmatch.fnmatchcase(r.check, p) for p in mutant.caught_by)})
@@ -57,7 +66,9 @@ def test_builtins_pass_over_20_seeds(name):
     units = plan(cand, checks=SEED_DEPENDENT, dtypes=dtypes)
     failures = []
     for seed in range(20):
-        for r in run_units(cand, units, profile="quick", seed=seed):
+        records = run_units(cand, units, profile="quick", seed=seed)
+        assert_status_follows_ratio(records)
+        for r in records:
             if r.status != "pass":
                 failures.append(f"seed {seed}: {r.id}: {r.status}: {r.message}")
     assert not failures, "\n".join(failures[:20])
