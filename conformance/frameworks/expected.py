@@ -10,6 +10,11 @@ any change fails the command:
 * an entry that covers no failing check: the framework fixed it (or the
   check no longer runs), to remove.
 
+An entry may also say ``profiles = ["default"]``: it is expected only in
+runs of those profiles (a finding only the default profile's longer random
+search reaches; CI runs ``quick``).  Without it, an entry holds for every
+profile.
+
 ``python -m conformance.frameworks.expected EXPECTED.toml REPORT.json``
 prints one line per difference and exits 1 if there is any.
 """
@@ -17,10 +22,33 @@ prints one line per difference and exits 1 if there is any.
 from __future__ import annotations
 
 import sys
+import tomllib
 from pathlib import Path
 
-from ..accept import AcceptError, Entry, load
+from ..accept import AcceptError, Entry, parse
+from ..profiles import SUITE_PROFILES
 from ..report import ReportError, load_report
+
+
+def load(path, profile: str) -> list[Entry]:
+    """The entries of an expected file that hold for a run of ``profile``."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise AcceptError(f"{path}: cannot read it ({exc})") from None
+    entries = data.get("accept")
+    if not isinstance(entries, list):
+        raise AcceptError(f"{path}: no top-level accept = [...] list")
+    kept = []
+    for i, e in enumerate(entries):
+        profiles = e.pop("profiles", None) if isinstance(e, dict) else None
+        if profiles is not None and (not isinstance(profiles, list) or not set(profiles) <= set(SUITE_PROFILES)):
+            raise AcceptError(f"{path}: accept entry {i + 1}: 'profiles' must be a list of "
+                              f"{', '.join(SUITE_PROFILES)}, got {profiles!r}")
+        if profiles is None or profile in profiles:
+            kept.append(e)
+    return parse(kept, str(path))
 
 FAILING = ("fail", "error")
 
@@ -51,8 +79,8 @@ def main(argv: list[str]) -> int:
         print("usage: python -m conformance.frameworks.expected EXPECTED.toml REPORT.json", file=sys.stderr)
         return 2
     try:
-        entries = load(argv[0])
         report = load_report(Path(argv[1]))
+        entries = load(argv[0], report["run"]["profile"])
     except (AcceptError, ReportError) as exc:
         print(f"expected results: {exc}", file=sys.stderr)
         return 2

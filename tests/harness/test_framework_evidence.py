@@ -202,13 +202,15 @@ def _same(x: float, y: float) -> bool:
 
 def _differs(got: float, true: float, dtype: str) -> bool:
     """(b): non-finite on one side only (or NaN against inf, or infs of opposite
-    sign); else |got - true| > 8 eps(float32) max(|true|, 2^-126), plus
-    eps(dtype)/2 |true| when got is a value of the (narrower) input dtype: a
-    framework returning its result in that dtype must round the true value."""
+    sign); else |got - true| > 8 eps(float32) max(|true|, 2^-126), plus half
+    the spacing of the (narrower) input dtype at |true| when got is a value of
+    that dtype: a framework returning its result in that dtype must round the
+    true value, and can do no better than to the nearest."""
     if not (math.isfinite(got) and math.isfinite(true)):
         return not (got == true or (math.isnan(got) and math.isnan(true)))
     in_dtype = float(_round([got], dtype)[0]) == got
-    tol = K_DIFFER * EPS["float32"] * max(abs(true), TINY32) + (EPS[dtype] / 2 * abs(true) if in_dtype else 0.0)
+    half_spacing = EPS[dtype] * math.ldexp(1.0, math.frexp(abs(true))[1] - 2) if true else 0.0
+    tol = K_DIFFER * EPS["float32"] * max(abs(true), TINY32) + (half_spacing if in_dtype else 0.0)
     return abs(got - true) > tol
 
 

@@ -53,6 +53,7 @@ def test_the_matrix_names_defects_per_category_and_says_why_a_framework_did_not_
 
 
 def test_the_expected_results_fail_on_a_new_finding_and_on_a_fixed_one(tmp_path, capsys):
+    from conformance.accept import AcceptError
     from conformance.frameworks import expected
 
     report = certify(detached_gate_mutant(), profile="quick", isolate=False, throughput="none", checks=["random"])
@@ -65,12 +66,21 @@ def test_the_expected_results_fail_on_a_new_finding_and_on_a_fixed_one(tmp_path,
                       '  { defect = "detached-gate", reason = "the gate is detached (confirmed upstream)" },\n'
                       '  { check = "random:*", reason = "everything else the detached gate breaks" },\n'
                       ']\n')
-    assert expected.differences(data, expected.load(listed)) == []
+    assert expected.differences(data, expected.load(listed, "quick")) == []
     # a fixed finding: an entry that covers no failing check
     stale = tmp_path / "stale.toml"
     stale.write_text(listed.read_text().replace("]\n", '  { defect = "exp-overflow-nan", reason = "old" },\n]\n'))
-    lines = expected.differences(data, expected.load(stale))
+    lines = expected.differences(data, expected.load(stale, "quick"))
     assert any(line.startswith("fixed: defect exp-overflow-nan") for line in lines)
+    # ... unless the entry is expected only in another profile's runs
+    other = tmp_path / "other.toml"
+    other.write_text(listed.read_text().replace(
+        "]\n", '  { defect = "exp-overflow-nan", reason = "old", profiles = ["default"] },\n]\n'))
+    assert expected.differences(data, expected.load(other, "quick")) == []
+    assert expected.differences(data, expected.load(other, "default")) == lines
+    other.write_text('accept = [{ defect = "detached-gate", reason = "x", profiles = ["fast"] }]\n')
+    with pytest.raises(AcceptError, match="'profiles' must be a list of quick, default, thorough"):
+        expected.load(other, "quick")
     # a new finding: nothing expected
     empty = tmp_path / "empty.toml"
     empty.write_text("accept = []\n")
