@@ -836,6 +836,40 @@ def _md_checks(report: dict) -> list[str]:
     return out
 
 
+COVERAGE_INTRO = ("The inputs this run sent the candidate, per dimension, next to what SPEC.md accepts: the "
+                  "verdict covers the exercised ranges, not the rest of the accepted ones")
+
+
+def coverage_rows(report: dict) -> list[tuple[str, str, str]]:
+    """(dimension, exercised, accepted) of the report's coverage section."""
+    rows = []
+    for c in report.get("coverage") or []:
+        lo, hi = to_float(c.get("min")), to_float(c.get("max"))
+        acc = [to_float(x) for x in c.get("accepted") or []]
+        exercised = "not exercised" if lo is None or hi is None else f"{_fmt(lo)} – {_fmt(hi)}"
+        accepted = f"{_fmt(acc[0])} – {_fmt(acc[1])}" if len(acc) == 2 and None not in acc else "?"
+        rows.append((_str(c.get("label"), _str(c.get("dimension"), "?")), exercised, accepted))
+    return rows
+
+
+def _coverage_markdown(report: dict) -> list[str]:
+    rows = coverage_rows(report)
+    if not rows:
+        return []
+    return ["", "## Coverage", "", md_escape(COVERAGE_INTRO) + ".", "", "| input | exercised | accepted |",
+            "|---|---|---|"] + [f"| {md_escape(a)} | {md_escape(b)} | {md_escape(c)} |" for a, b, c in rows]
+
+
+def _coverage_html(report: dict) -> str:
+    rows = coverage_rows(report)
+    if not rows:
+        return ""
+    body = "".join(f"<tr><td>{html_escape(a)}</td><td>{html_escape(b)}</td><td>{html_escape(c)}</td></tr>"
+                   for a, b, c in rows)
+    return (f"<h2>Coverage</h2><p>{html_escape(COVERAGE_INTRO)}.</p><table><tr><th>input</th><th>exercised</th>"
+            f"<th>accepted</th></tr>{body}</table>")
+
+
 def render_markdown(report: dict) -> str:
     c = report["candidate"]
     s = report["summary"]
@@ -871,7 +905,7 @@ def render_markdown(report: dict) -> str:
     for g in group_summary(report):
         groups.append(f"| {md_escape(g['group'])} | {g['pass']} | {g['fail']} | {g['error']} | {g['skip']} | "
                       f"{_ratio(g['worst'])} |")
-    checks = _md_checks(report)
+    checks = _md_checks(report) + _coverage_markdown(report)
     throughput = _throughput_markdown(report.get("throughput"))
     budget = MD_BUDGET - _size(out + groups + checks + throughput)
     records = _records_by_id(report)
@@ -1234,6 +1268,7 @@ devices {html_escape(", ".join(env["devices"]))}</td></tr>
 {"<th>findings</th>" if ids else ""}<th>what</th></tr>
 {"".join(rows)}
 </table>
+{_coverage_html(report)}
 <h2>Errors against the tolerance</h2>
 <p>Each token's error in units of its tolerance scale, relative to the bound (README, "Tolerance policy").</p>
 {_plots(report)}

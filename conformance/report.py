@@ -50,7 +50,9 @@ the run (``Candidate.compile_count``, summed over its worker processes; null
 when it does not say).  "samples": {check: {"log_ratio": [float], "error":
 [float]}} holds, per elementwise check (e.g. "random:grad"), up to 400
 tokens' errors in units of their tolerance scale with their log-ratios, for
-the plots.
+the plots.  "coverage": [{"dimension", "label", "min", "max", "accepted":
+[lo, hi]}] is, per input dimension (conformance.coverage), the range the
+run's evaluations exercised (null: none) next to the range SPEC.md accepts.
 
 Floats are JSON numbers except NaN and +-inf, written as the strings "nan",
 "inf" and "-inf" (the file is strict JSON).  ``max_error`` is in units of the
@@ -190,7 +192,8 @@ def encode_record(rec: Record) -> dict:
             "bound": None if rec.bound is None else _num(rec.bound), "examples": rec.examples,
             "duration_s": rec.duration_s, "message": rec.message,
             "counterexample": encode_counterexample(rec.counterexample),
-            "samples": [[_num(a), _num(b)] for a, b in rec.samples], **_diagnosis_json(rec)}
+            "samples": [[_num(a), _num(b)] for a, b in rec.samples], **_diagnosis_json(rec),
+            "coverage": {k: [_num(a), _num(b)] for k, (a, b) in rec.coverage.items()}}
 
 
 def _diagnosis_json(rec: Record) -> dict:
@@ -232,7 +235,8 @@ def decode_record(d: dict) -> Record:
                       category=d.get("category"),
                       practical_error=None if d.get("practical_error") is None else from_num(d["practical_error"]),
                       defects=tuple(d.get("defects") or ()), shape=str(d.get("shape") or ""),
-                      evidence=_evidence_from_json(d.get("evidence")))
+                      evidence=_evidence_from_json(d.get("evidence")),
+                      coverage={str(k): [from_num(a), from_num(b)] for k, (a, b) in (d.get("coverage") or {}).items()})
     except (KeyError, TypeError) as exc:
         raise ValueError(f"malformed record: {exc}") from None
 
@@ -279,6 +283,17 @@ def _merge_samples(records: list[Record]) -> dict:
             pts = rest[:: max(1, len(rest) // (SAMPLES_PER_CHECK // 2))] + top
         out[check] = {"log_ratio": [_num(a) for a, _ in pts], "error": [_num(b) for _, b in pts]}
     return out
+
+
+def coverage_json(records: list[Record]) -> list[dict]:
+    """The report's coverage section (conformance.coverage): what the run's
+    evaluations exercised, per input dimension, and what SPEC.md accepts."""
+    from . import coverage
+
+    rows = coverage.section(coverage.merge(r.coverage for r in records))
+    return [{**row, "min": None if row["min"] is None else _num(row["min"]),
+             "max": None if row["max"] is None else _num(row["max"]),
+             "accepted": [_num(x) for x in row["accepted"]]} for row in rows]
 
 
 def record_to_json(rec: Record, report_path: str) -> dict:
@@ -379,6 +394,7 @@ def build_report(candidate: Candidate, spec: str, records: list[Record], *, prof
         "summary": summary,
         "checks": recs,
         "samples": _merge_samples(records),
+        "coverage": coverage_json(records),
         "throughput": throughput,
     }
     document["verdict_text"] = verdict_text(document)
@@ -534,6 +550,8 @@ REPORT_SPEC = {
     "summary": {"total": int, "pass": int, "fail": int, "error": int, "skip": int},
     "checks": ("list", _RECORD),
     "samples?": ("map", {"log_ratio": ("list", NUM), "error": ("list", NUM)}),
+    "coverage?": ("list", {"dimension": str, "label": str, "min": (NUM, None), "max": (NUM, None),
+                           "accepted": ("list", NUM)}),
     "throughput?": (None, {"baseline": str, "device": str, "rounds": int, "warmup": int, "timer": str,
                            "rows": ("list", _THROUGHPUT_ROW), "error?": str}),
 }

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .. import coverage
 from ..candidate import Batch, CallOptions, CandidateError
 from ..tolerance import more_severe
 
@@ -65,6 +66,8 @@ class Record:
     shape: str = ""
     #: the offending tokens of the counterexample (conformance.diagnose.Evidence as data)
     evidence: dict | None = None
+    #: the input ranges the unit's evaluations exercised (conformance.coverage: {dimension: [min, max]})
+    coverage: dict = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -167,6 +170,7 @@ class Tally:
         self.check, self.group, self.title = check, group, title
         self.dtype, self.loss_agg_mode, self.device = dtype, loss_agg_mode, device
         self.records: dict[str, Record] = {}
+        self.coverage: dict = {}
 
     def record(self, quantity: str) -> Record:
         if quantity not in self.records:
@@ -178,6 +182,7 @@ class Tally:
         """Every comparison of an evaluation, each into its quantity's
         record; a record's new worst failure is diagnosed on the spot,
         while the candidate's outputs are at hand."""
+        coverage.observe(self.coverage, ev.output.inputs, ev.options)
         memo: dict = {}  # the diagnoses of this evaluation's comparisons share their predictions
         for comp in ev.comparisons:
             rec = self.record(comp.quantity)
@@ -198,4 +203,5 @@ class Tally:
         out = list(self.records.values())
         for rec in out:
             rec.duration_s = duration / max(len(out), 1)
+            rec.coverage = dict(self.coverage)
         return out
