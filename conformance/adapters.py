@@ -135,8 +135,11 @@ def from_fused_loss(fn: Callable, *, name: str, inputs: str = "logits", **claims
 
 
 def from_jax_loss(fn: Callable, *, name: str, **claims) -> Candidate:
-    """The JAX equivalent of :func:`from_torch_loss` (gradient by
-    ``jax.value_and_grad``; wrap ``fn`` in ``jax.jit`` yourself if it jits)."""
+    """The JAX equivalent of :func:`from_torch_loss`: the gradient by
+    ``jax.value_and_grad``, which the driver compiles with ``jax.jit`` once
+    per shape (the temperatures are traced, weakly typed scalars, so new
+    temperatures do not recompile; a function that cannot be traced runs
+    eagerly instead)."""
     return _function_adapter(fn, name, "jax", claims, _FUNCTION_DEFAULTS)
 
 

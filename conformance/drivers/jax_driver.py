@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -57,16 +58,49 @@ class JaxDriver(Driver):
     def snapshot(self, tensors):
         return None  # JAX arrays are immutable
 
+    def __init__(self):
+        #: (id(candidate), options without temperatures) -> (candidate, jitted value-and-grad)
+        self._jitted: dict = {}
+        #: the keys whose kernel could not be traced: value-and-grad eagerly, as written
+        self._eager: set = set()
+
+    def _value_and_grad(self, prepared, options):
+        """d loss / d logprob by ``jax.value_and_grad``, under ``jax.jit``:
+        one compilation per shape serves every later call (eager JAX
+        compiles each primitive per new shape, ~0.5 s a batch).  The
+        temperatures are traced arguments (weakly typed, as the Python floats
+        a kernel is documented to receive), so random temperatures do not
+        recompile; the mode and global counts are static.  A kernel that
+        cannot be traced -- Python control flow on a temperature or an
+        input value -- runs eagerly, exactly as before."""
+        jax = _jax()
+        cand, t = prepared.candidate, prepared.tensors
+
+        def f(lp, tensors, opts):
+            loss, _, metrics = self.split_output(prepared, self.call_kernel(prepared, opts, {**tensors, "logprob": lp}))
+            return loss, metrics
+
+        static = replace(options, tau_pos=1.0, tau_neg=1.0)
+        key = (id(cand), static)
+        if key not in self._eager:
+            entry = self._jitted.get(key)
+            if entry is None or entry[0] is not cand:
+                def traced(lp, tensors, tau_pos, tau_neg):
+                    return jax.value_and_grad(f, has_aux=True)(lp, tensors,
+                                                               replace(static, tau_pos=tau_pos, tau_neg=tau_neg))
+
+                entry = self._jitted[key] = (cand, jax.jit(traced))
+            try:
+                return entry[1](t["logprob"], t, options.tau_pos, options.tau_neg)
+            except Exception:  # not traceable (or it raises anyway: eagerly, it raises as itself)
+                self._eager.add(key)
+        return jax.value_and_grad(f, has_aux=True)(t["logprob"], t, options)
+
     def run(self, prepared, options):
         jax = _jax()
         cand = prepared.candidate
-        t = prepared.tensors
         if cand.info.provides_grad and cand.grad_mode == "autograd":
-            def f(lp):
-                loss, _, metrics = self.split_output(prepared, self.call_kernel(prepared, options, {**t, "logprob": lp}))
-                return loss, metrics
-
-            (loss, metrics), grad = jax.value_and_grad(f, has_aux=True)(t["logprob"])
+            (loss, metrics), grad = self._value_and_grad(prepared, options)
         else:
             loss, grad, metrics = self.split_output(prepared, self.call_kernel(prepared, options))
         jax.block_until_ready((loss, grad))

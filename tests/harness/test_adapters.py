@@ -125,3 +125,39 @@ def test_non_differentiable_loss_is_reported():
     with pytest.raises(CandidateError, match="'constant': the loss is not differentiable"):
         evaluate(cand, CASES_BY_ID["realistic"].make(), dtype="float32")
     assert np.isfinite(0.0)
+
+
+def test_a_jax_loss_is_compiled_once_per_shape_and_one_that_cannot_be_traced_runs_eagerly():
+    """The JAX driver jits value-and-grad with the temperatures traced: three
+    temperature pairs on one shape trace the function once.  A function with
+    Python control flow on a temperature cannot be traced; it runs eagerly
+    and is judged the same way."""
+    pytest.importorskip("jax")
+    import numpy as np
+
+    from conformance.adapters import from_jax_loss
+    from conformance.evaluate import evaluate
+    from conformance.types import Batch, CallOptions
+
+    from .example_candidates import jax_sapo
+
+    traces = []
+
+    def counted(*args, **kwargs):
+        traces.append(1)
+        return jax_sapo(*args, **kwargs)
+
+    def branchy(*args, tau_pos, tau_neg, **kwargs):
+        if float(tau_pos) <= 0:  # concrete values only: not traceable
+            raise ValueError("tau_pos must be positive")
+        return jax_sapo(*args, tau_pos=tau_pos, tau_neg=tau_neg, **kwargs)
+
+    rng = np.random.default_rng(0)
+    olp = -rng.exponential(1.0, (3, 7))
+    batch = Batch(olp + rng.normal(0, 0.1, (3, 7)), olp, rng.normal(0, 1, 3), np.ones((3, 7), bool))
+    for fn, name in ((counted, "counted"), (branchy, "branchy")):
+        cand = from_jax_loss(fn, name=name)
+        for taus in ((1.0, 1.05), (0.5, 4.0), (3.0, 0.2)):
+            ev = evaluate(cand, batch, dtype="float32", options=CallOptions(*taus))
+            assert all(c.passed for c in ev.comparisons), [c.describe() for c in ev.comparisons if not c.passed]
+    assert len(traces) == 1
