@@ -210,6 +210,26 @@ class Worker:
         self.conn.close()
 
 
+#: a unit still running after this many times the longest of its group's finished units looks hung
+HUNG_FACTOR = 3.0
+
+
+def timeout_reason(group: str, timeout_s: float, took: list[float], total: int,
+                   running_s: float | None = None) -> str:
+    """Why a check group ran out of time: slow (its units were finishing,
+    the one cut off had not run much longer than they took) or hung (none
+    finished, or the one cut off ran more than HUNG_FACTOR times the longest
+    that did).  ``took``: the finished units' seconds; ``running_s``: how long
+    the unit cut off had run (None: the deadline passed between units)."""
+    done = f"{len(took)} of {total} units finished"
+    if took and (running_s is None or running_s <= HUNG_FACTOR * max(took)):
+        return (f"check group {group!r} used its {timeout_s:g} s with {done} (each in at most {max(took):.3g} s): "
+                f"slow, not hung; give it more time with --timeout")
+    slowest = f" (each in at most {max(took):.3g} s)" if took else ""
+    ran = "" if running_s is None else f", this one ran {running_s:.3g} s"
+    return f"check group {group!r} did not finish within {timeout_s:g} s: {done}{slowest}{ran} (the candidate hung?)"
+
+
 @dataclass
 class IsolatedRunner:
     """A candidate in a worker process (conformance.suite.Runner): the shadow
@@ -298,16 +318,29 @@ class IsolatedRunner:
         for group, members in groups.items():
             deadline = time.monotonic() + self.group_timeout_s
             crashes: dict[str, int] = {}
+            took: list[float] = []  # how long each unit of this group that came back took
+            stalled: list[str] = []  # what the unit that timed out said about the group
+
+            def why(running_s=None, total=len(members), group=group, took=took):
+                return timeout_reason(group, self.group_timeout_s, took, total, running_s)
+
             for unit in members:
                 if crashes.get(unit.dtype, 0) >= MAX_CRASHES:
                     recs = [lost(unit, f"not run: the candidate's process crashed {MAX_CRASHES} times in check "
                                        f"group {group!r} with {unit.dtype}")]
                 elif time.monotonic() >= deadline:
-                    recs = [lost(unit, f"not run: check group {group!r} timed out after "
-                                       f"{self.group_timeout_s:g} s")]
+                    recs = [lost(unit, f"not run, the group timed out: {stalled[0] if stalled else why()}")]
                 else:
-                    recs, trouble = self._one(unit, deadline, lost)
-                    if trouble == "timeout":
+                    start = time.monotonic()
+
+                    def at_timeout(start=start):
+                        stalled[:] = [why(time.monotonic() - start)]  # the rest of the group says the same
+                        return stalled[0]
+
+                    recs, trouble = self._one(unit, deadline, lost, at_timeout)
+                    if trouble is None:
+                        took.append(time.monotonic() - start)
+                    elif trouble == "timeout":
                         deadline = time.monotonic()  # the rest of the group is not run
                     elif trouble == "crash":
                         crashes[unit.dtype] = crashes.get(unit.dtype, 0) + 1
@@ -319,8 +352,9 @@ class IsolatedRunner:
                     return records
         return records
 
-    def _one(self, unit, deadline: float, lost) -> tuple[list, str | None]:
-        """One unit's records, and "timeout" or "crash" when it went wrong."""
+    def _one(self, unit, deadline: float, lost, why_timeout: Callable[[], str]) -> tuple[list, str | None]:
+        """One unit's records, and "timeout" or "crash" when it went wrong
+        (``why_timeout()``: what a timeout says about the group)."""
         try:
             worker = self._ensure()
             worker.request({"type": "unit", "check": unit.check.name, "dtype": unit.dtype,
@@ -331,9 +365,7 @@ class IsolatedRunner:
         except WorkerLost as exc:
             self.close()
             if str(exc) == "timed out":
-                return [lost(unit, f"timed out: check group {unit.check.group!r} did not finish within "
-                                   f"{self.group_timeout_s:g} s (the candidate hung?); its process was "
-                                   f"killed")], "timeout"
+                return [lost(unit, f"timed out: {why_timeout()}; its process was killed")], "timeout"
             return [lost(unit, f"the candidate's process {exc} during {unit.id}")], "crash"
         self._note_compilations(msg)
         return [decode_record(r) for r in msg["records"]], None
