@@ -44,11 +44,7 @@ def _cmd_list(args) -> int:
     from .render import candidate_table
 
     rows = list_candidates()
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print(candidate_table(rows) if rows else "no candidates registered (entry point group "
-                                                  "sapo_conformance.candidates)")
+    print(json.dumps(rows, indent=2) if args.json else candidate_table(rows))
     return EXIT_OK
 
 
@@ -86,18 +82,9 @@ def _cmd_run(args) -> int:
     report.write(report_dir, junit=args.junit)
     print(render.terminal_summary(report.document, verbose=args.verbose))
     print(f"report: {report_dir / 'report.html'} (also report.json, report.md)")
-    if report.verdict == "harness-error":
-        _err(_harness_error_line(report.document))
-        return EXIT_HARNESS
-    return EXIT_NONCONFORMANT if report.fails else EXIT_OK
-
-
-def _harness_error_line(document: dict) -> str:
-    from .report import harness_faults
-
-    faults = harness_faults(document["checks"])
-    return (f"harness error: {len(faults)} check run{'s' if len(faults) != 1 else ''} raised inside sapo-conformance, "
-            f"not the candidate; first: {faults[0]['id']}: {faults[0]['message'].removeprefix('harness error: ')}")
+    if report.harness_error:
+        _err(report.harness_error)
+    return EXIT_HARNESS if report.harness_error else EXIT_NONCONFORMANT if report.fails else EXIT_OK
 
 
 def _run_all(args, report_dir: Path, options: dict) -> int:
@@ -111,9 +98,7 @@ def _run_all(args, report_dir: Path, options: dict) -> int:
                                    progress=not (args.quiet or args.jobs > 1), **options)
     pipeline.clear_previous_run(report_dir, quiet=args.quiet)
     print(compare.render_matrix_markdown(pipeline.write_all(entries, report_dir)))
-    faulty = [e for e in entries if e.report is not None and e.report.verdict == "harness-error"]
-    for e in faulty:
-        _err(f"{e.name}: {_harness_error_line(e.report.document)}")
+    faulty = any(e.report is not None and e.report.harness_error for e in entries)  # on_done printed each
     bad = any(e.status == "error" or (e.report is not None and e.report.fails) for e in entries)
     return EXIT_HARNESS if faulty else EXIT_NONCONFORMANT if bad else EXIT_OK
 

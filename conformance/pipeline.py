@@ -66,6 +66,14 @@ class Report:
         return self.verdict == "conformant"
 
     @property
+    def harness_error(self) -> str | None:
+        """One line when the verdict is "harness-error" (exit code 3): a
+        check, the oracle or the harness raised; None otherwise."""
+        from .report import harness_error_line
+
+        return harness_error_line(self.document) if self.verdict == "harness-error" else None
+
+    @property
     def fails(self) -> bool:
         """Should a CI job fail on this report?  An unaccepted finding in a
         ``fail_on`` category, no passing check, or a stale accept entry

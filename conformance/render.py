@@ -82,6 +82,8 @@ def compilation_text(candidate: dict) -> str | None:
 
 def candidate_table(rows: list[dict]) -> str:
     """``sapo-conformance list``: one line per registered candidate."""
+    if not rows:
+        return "no candidates registered (entry point group sapo_conformance.candidates)"
     table = [("NAME", "FRAMEWORK", "VERSION", "DTYPES", "DEVICES", "PROFILE", "RUNS HERE")]
     for r in rows:
         runs = f"yes ({', '.join(r['here'])})" if r["runs_here"] else f"no: {r['reason']}"

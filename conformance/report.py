@@ -97,6 +97,13 @@ def harness_faults(records: list[dict]) -> list[dict]:
     from .suite.records import HARNESS
 
     return [r for r in records if r["check"].endswith(":" + HARNESS)]
+
+
+def harness_error_line(document: dict) -> str:
+    """What ``run`` says on stderr for a report whose verdict is "harness-error"."""
+    faults = harness_faults(document["checks"])
+    return (f"harness error: {len(faults)} check run{'s' if len(faults) != 1 else ''} raised inside sapo-conformance, "
+            f"not the candidate; first: {faults[0]['id']}: {faults[0]['message'].removeprefix('harness error: ')}")
 PACKAGES = ("numpy", "torch", "jax", "jaxlib", "triton", "hypothesis", "mpmath", "ml_dtypes")
 
 
