@@ -52,7 +52,7 @@ def _check_reduction(quantity, got, terms, count, context):
         return
     scale = mp.fsum(abs(t) for t in terms) / count
     err = abs(mpref.mpf(got) - exact)
-    unit = EPS * scale + float(np.spacing(abs(float(exact)))) + len(terms) * 2.0**-1075 / count
+    unit = EPS * scale + float(np.spacing(abs(float(exact)))) + len(terms) * mp.mpf(2) ** -1075 / count
     bound = 4 * unit
     TALLY.record(quantity, float(err / unit))
     assert err <= bound, f"{quantity}: {got!r} vs exact {mp.nstr(exact, 25)} ({context})"
