@@ -28,6 +28,7 @@ and each record:
     {"id": "random:grad[float32,token-mean]", "check": "random:grad", "group": "random",
      "title": str, "params": {"dtype": str, "loss_agg_mode": str | null, "device": str},
      "status": "pass" | "fail" | "error" | "skip", "max_error": float | null, "bound": float | null,
+     "worst_at": null | [int] (where in its output the worst observation's worst element was),
      "examples": int, "duration_s": float, "message": str,
      "counterexample": null | {"logprob": [[x]], "old_logprob": [[x]], "advantages": [x] | [[x]],
                                "mask": [[bool]], "options": {...CallOptions...}, "dtype": str,
@@ -197,6 +198,7 @@ def encode_record(rec: Record) -> dict:
             "device": rec.device, "status": rec.status,
             "max_error": None if rec.max_error is None else _num(rec.max_error),
             "bound": None if rec.bound is None else _num(rec.bound), "examples": rec.examples,
+            "worst_at": None if rec.worst_at is None else list(rec.worst_at),
             "duration_s": rec.duration_s, "message": rec.message,
             "counterexample": encode_counterexample(rec.counterexample),
             "samples": [[_num(a), _num(b)] for a, b in rec.samples], **_diagnosis_json(rec),
@@ -235,6 +237,7 @@ def decode_record(d: dict) -> Record:
                       loss_agg_mode=d["loss_agg_mode"], device=str(d["device"]), status=d["status"] if d["status"] in STATUSES
                       else "error", max_error=None if d["max_error"] is None else from_num(d["max_error"]),
                       bound=None if d["bound"] is None else from_num(d["bound"]), examples=int(d["examples"]),
+                      worst_at=None if d.get("worst_at") is None else tuple(int(i) for i in d["worst_at"]),
                       duration_s=float(d["duration_s"]), message=str(d["message"]),
                       counterexample=None if d["counterexample"] is None
                       else decode_counterexample(d["counterexample"]),
@@ -313,6 +316,7 @@ def record_to_json(rec: Record, report_path: str) -> dict:
         "status": rec.status,
         "max_error": None if rec.max_error is None else _num(rec.max_error),
         "bound": None if rec.bound is None else _num(rec.bound),
+        "worst_at": None if rec.worst_at is None else list(rec.worst_at),
         "examples": rec.examples,
         "duration_s": round(rec.duration_s, 6),
         "message": rec.message,
@@ -529,7 +533,7 @@ _RECORD = {
     "duration_s": NONNEG, "message": str, "counterexample": (dict, None), "reproduce": (str, None),
     # version 2
     "category?": (_CATEGORY, None), "practical_error?": (NUM, None), "defects?": _STRS, "shape?": str,
-    "evidence?": (None, _EVIDENCE),
+    "evidence?": (None, _EVIDENCE), "worst_at?": (None, ("list", int)),
 }
 _FINDING = {
     "id": str, "category": _CATEGORY, "defects": _STRS, "title": str, "fix": (str, None), "seen_in": (str, None),

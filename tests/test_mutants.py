@@ -74,3 +74,18 @@ def test_builtins_pass_over_20_seeds(name):
             if r.status != "pass":
                 failures.append(f"seed {seed}: {r.id}: {r.status}: {r.message}")
     assert not failures, "\n".join(failures[:20])
+
+
+def test_a_record_says_where_its_worst_error_was():
+    """The worst observation's position travels with its ratio (issue 16):
+    a failing elementwise record points at the token its message names."""
+    from conformance.report import decode_record, encode_record, record_to_json
+
+    mutant = next(m for m in MUTANTS if m.name == "detached-gate")
+    records = run_units(mutant.candidate, plan(mutant.candidate, checks=["edge.realistic"], dtypes=["float32"],
+                                               modes=["token-mean"]), profile="quick", seed=0)
+    grad = next(r for r in records if r.check == "edge.realistic:grad")
+    assert grad.status == "fail" and grad.worst_at is not None and len(grad.worst_at) == 2
+    assert f"at {grad.worst_at}" in grad.message
+    assert decode_record(encode_record(grad)).worst_at == grad.worst_at
+    assert record_to_json(grad, "report.json")["worst_at"] == list(grad.worst_at)

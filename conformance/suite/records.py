@@ -51,6 +51,8 @@ class Record:
     status: str = "pass"  # pass | fail | error | skip
     max_error: float | None = None  # the error of the worst observation (largest error / bound)
     bound: float | None = None  # the bound of that observation
+    #: where in its output that observation's worst element was (an elementwise comparison's index)
+    worst_at: tuple | None = None
     examples: int = 0
     duration_s: float = 0.0
     message: str = ""
@@ -83,7 +85,7 @@ class Record:
 
     def observe(self, error: float, bound: float, *, passed: bool | None = None, message: str = "",
                 counterexample: Counterexample | None = None, samples=(), category: str | None = None,
-                practical_error: float | None = None) -> bool:
+                practical_error: float | None = None, where: tuple | None = None) -> bool:
         """One comparison.  It fails if ``passed`` says so or its error
         exceeds its bound, in ``category`` (default: semantics).  The first
         failure of the most severe category seen keeps its message and
@@ -92,7 +94,7 @@ class Record:
         new = error_ratio(error, bound)
         old = self.ratio
         if old is None or new > old or (new == old and error > (self.max_error or 0.0)):
-            self.max_error, self.bound = error, bound
+            self.max_error, self.bound, self.worst_at = error, bound, where
         if len(self.samples) < MAX_SAMPLES:
             self.samples.extend(list(samples)[: MAX_SAMPLES - len(self.samples)])
         failed = (passed is False) or not (new <= 1.0)
@@ -190,7 +192,7 @@ class Tally:
             if rec.observe(comp.error, comp.k, passed=comp.passed,
                            message=comp.detail or f"error {comp.error:.3g} > {comp.k:g}",
                            counterexample=example, samples=samples, category=comp.category,
-                           practical_error=comp.practical_error):
+                           practical_error=comp.practical_error, where=comp.worst_index):
                 from ..diagnose import diagnose
 
                 found = diagnose(ev, comp, check=rec.check, memo=memo)
