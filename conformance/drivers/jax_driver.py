@@ -17,6 +17,10 @@ def _jax():
     return jax
 
 
+#: the options passed to a jitted kernel as traced values: a new temperature or global count reuses the compilation
+_TRACED = ("tau_pos", "tau_neg", "global_token_count", "global_seq_count")
+
+
 class JaxDriver(Driver):
     framework = "jax"
 
@@ -70,7 +74,7 @@ class JaxDriver(Driver):
         compiles each primitive per new shape, ~0.5 s a batch).  The
         temperatures are traced arguments (weakly typed, as the Python floats
         a kernel is documented to receive), so random temperatures do not
-        recompile; the mode and global counts are static.  A kernel that
+        recompile, nor do new global counts; the mode is static.  A kernel that
         cannot be traced -- Python control flow on a temperature or an
         input value -- runs eagerly, exactly as before."""
         jax = _jax()
@@ -80,18 +84,19 @@ class JaxDriver(Driver):
             loss, _, metrics = self.split_output(prepared, self.call_kernel(prepared, opts, {**tensors, "logprob": lp}))
             return loss, metrics
 
-        static = replace(options, tau_pos=1.0, tau_neg=1.0)
+        # the key: what stays static (the mode; whether global counts are given, not their values)
+        values = {k: getattr(options, k) for k in _TRACED if getattr(options, k) is not None}
+        static = replace(options, **{k: 1 for k in values})
         key = (id(cand), static)
         if key not in self._eager:
             entry = self._jitted.get(key)
             if entry is None or entry[0] is not cand:
-                def traced(lp, tensors, tau_pos, tau_neg):
-                    return jax.value_and_grad(f, has_aux=True)(lp, tensors,
-                                                               replace(static, tau_pos=tau_pos, tau_neg=tau_neg))
+                def traced(lp, tensors, values):
+                    return jax.value_and_grad(f, has_aux=True)(lp, tensors, replace(static, **values))
 
                 entry = self._jitted[key] = (cand, jax.jit(traced))
             try:
-                return entry[1](t["logprob"], t, options.tau_pos, options.tau_neg)
+                return entry[1](t["logprob"], t, values)
             except Exception:  # not traceable (or it raises anyway: eagerly, it raises as itself)
                 self._eager.add(key)
         return jax.value_and_grad(f, has_aux=True)(t["logprob"], t, options)

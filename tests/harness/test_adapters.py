@@ -161,3 +161,17 @@ def test_a_jax_loss_is_compiled_once_per_shape_and_one_that_cannot_be_traced_run
             ev = evaluate(cand, batch, dtype="float32", options=CallOptions(*taus))
             assert all(c.passed for c in ev.comparisons), [c.describe() for c in ev.comparisons if not c.passed]
     assert len(traces) == 1
+
+    # new global counts reuse the compilation too (they are traced, not static)
+    def counted_global(old, lp, adv, mask, *, tau_pos, tau_neg, loss_agg_mode, global_token_count=None,
+                       global_seq_count=None):
+        traces.append(1)
+        token_mean = jax_sapo(old, lp, adv, mask, tau_pos=tau_pos, tau_neg=tau_neg, loss_agg_mode="token-mean")
+        return token_mean * mask.sum() / global_token_count
+
+    cand = from_jax_loss(counted_global, name="global", global_counts=True, loss_agg_modes=("token-mean",))
+    traces.clear()
+    for n in (21, 30, 45):
+        ev = evaluate(cand, batch, dtype="float32", options=CallOptions(global_token_count=n))
+        assert all(c.passed for c in ev.comparisons), [c.describe() for c in ev.comparisons if not c.passed]
+    assert len(traces) == 1
