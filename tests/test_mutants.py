@@ -65,7 +65,7 @@ def test_builtins_pass_over_20_seeds(name):
     dtypes = ("float32",) if slow else None
     units = plan(cand, checks=SEED_DEPENDENT, dtypes=dtypes)
     failures = []
-    # under the Triton interpreter 5 seeds: 20 took 180 s, a quarter of the suite's slowest minutes
+    # under the Triton interpreter 5 seeds: 20 took 180 s, the suite's longest test
     interpreted = name == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
     for seed in range(5 if interpreted else 20):
         records = run_units(cand, units, profile="quick", seed=seed)
