@@ -31,7 +31,7 @@ def _finite_abs(x, where) -> np.ndarray:
 
 
 def _log_ratio(b: Batch, o: CallOptions) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # 1e308 - (-1e308) is inf: left out as not finite
         return _finite_abs(b.logprob - b.old_logprob, b.mask.astype(bool))
 
 
