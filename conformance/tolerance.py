@@ -265,11 +265,15 @@ def compare_scalar(quantity: str, got: float, ref: float, *, terms_abs_sum: floa
                    out_dtype: str, acc_dtype: str, cond_abs_sum: float = 0.0,
                    partial_sums_max: float = 0.0, input_dtype: str | None = None) -> Comparison:
     """``partial_sums_max``: the largest magnitude a partial sum can reach;
-    if the accumulation dtype cannot hold it, an inf of the right sign passes."""
+    if the accumulation dtype cannot hold it (or the value itself), an inf of
+    the right sign passes.  The expected value is the reference as the
+    *output* dtype holds it: a float32 result accumulated in float16 may be
+    finite beyond float16's range."""
     k = reduction_k(n_terms)
     got = float(got)
-    ref = float(_expected(np.array(float(ref)), acc_dtype))
-    if math.isinf(got) and math.isfinite(ref) and partial_sums_max > FMAX.get(acc_dtype, math.inf) \
+    exact_ref = float(ref)
+    ref = float(_expected(np.array(exact_ref), out_dtype))
+    if math.isinf(got) and math.isfinite(ref) and max(partial_sums_max, abs(exact_ref)) > FMAX.get(acc_dtype, math.inf) \
             and math.copysign(1.0, got) == math.copysign(1.0, ref):
         return Comparison(quantity, True, 0.0, k, "")
     if not (math.isfinite(ref) and math.isfinite(got)):

@@ -4,6 +4,8 @@ the exposed gate, and the float64 gradient against finite differences."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings, target
 from hypothesis import seed as hypothesis_seed
@@ -22,6 +24,34 @@ from .registry import CheckDef, Context, unit_seed
 
 #: the largest batch (tokens) embedded in a record as its counterexample
 EMBED_TOKENS = 4096
+
+
+@contextmanager
+def _no_local_constants():
+    """Hypothesis mixes literal constants from the *local* modules imported
+    so far (any .py outside site-packages and test folders) into its draws,
+    so the same seed would give different batches depending on what the
+    process happened to import (the command line, the pytest plugin, a
+    user's own modules).  A seed must name one set of examples: while our
+    properties run, that pool is empty.  Hypothesis's fixed global
+    constants stay; the constants' cache is ours for the duration (the
+    caller's is restored untouched).  A no-op if a hypothesis release moves
+    these internals."""
+    try:
+        from hypothesis.internal.conjecture import providers
+        empty = providers.Constants(integers=providers.SortedSet(),
+                                    floats=providers.SortedSet(key=providers.float_to_int),
+                                    bytes=providers.SortedSet(), strings=providers.SortedSet())
+        saved = providers._get_local_constants, providers.CONSTANTS_CACHE
+        ours = type(providers.CONSTANTS_CACHE)(1024)
+    except (ImportError, AttributeError, TypeError):
+        yield
+        return
+    providers._get_local_constants, providers.CONSTANTS_CACHE = (lambda: empty), ours
+    try:
+        yield
+    finally:
+        providers._get_local_constants, providers.CONSTANTS_CACHE = saved
 
 
 class _Found(Exception):
@@ -75,7 +105,8 @@ def random_batches(ctx: Context, tally: Tally, *, weights: bool = False) -> None
             tally.add(ev, example)
 
         try:
-            prop()
+            with _no_local_constants():
+                prop()
             break
         except _Found as found:
             if found.exc is not None:

@@ -160,6 +160,46 @@ def test_a_low_precision_input_s_result_is_graded_at_that_precision_whatever_it_
     assert tol.practical_tolerance("bfloat16", "float32") == tol.PRACTICAL["bfloat16"]
 
 
+def test_a_float32_result_modelled_as_float16_accumulation_stays_finite_beyond_float16_s_range():
+    """Diagnosing fp16-inside grades a float32 metric at float16's precision;
+    the expected value is still the float32 one (162120 is finite there),
+    and only an inf whose value or partial sums float16 cannot hold passes
+    as overflow.  (It used to be compared with inf and left undiagnosed.)"""
+    from conformance import tolerance as tol
+
+    kw = dict(terms_abs_sum=162120.3, n_terms=1, out_dtype="float32", acc_dtype="float16",
+              cond_abs_sum=162120.3 * 12, partial_sums_max=162120.3)
+    assert tol.compare_scalar("metric:avg_ratio", 162754.8, 162120.3, **kw).passed  # d rounded in float16
+    assert tol.compare_scalar("metric:avg_ratio", float("inf"), 162120.3, **kw).passed  # overflowed in float16
+    assert not tol.compare_scalar("metric:avg_ratio", float("-inf"), 162120.3, **kw).passed
+    assert not tol.compare_scalar("metric:avg_ratio", 2.5e5, 162120.3, **kw).passed  # 54 % off
+    # a float32 accumulation of the same value: no overflow excuse
+    assert not tol.compare_scalar("metric:avg_ratio", float("inf"), 162120.3,
+                                  **{**kw, "acc_dtype": "float32"}).passed
+
+
+def test_the_fp16_inside_mutant_s_overflowing_ratio_is_diagnosed_as_its_defect():
+    """The batch the random check found for the fp16-inside mutant: one token
+    at log-ratio 12, which overflows exp in float16 (the gradient is NaN)
+    and rounds the float32 metrics' log-ratio; every failure is that defect."""
+    import numpy as np
+
+    from conformance import diagnose
+    from conformance.evaluate import evaluate
+    from conformance.types import Batch, CallOptions
+    from tests.mutants import MUTANTS
+
+    (mutant,) = [m for m in MUTANTS if m.name == "fp16-inside"]
+    for adv in (0.0, 0.7, -0.7):
+        batch = Batch(np.array([[10.98010214]]), np.array([[-1.01989786]]), np.array([adv]), np.ones((1, 1), bool))
+        ev = evaluate(mutant.candidate, batch, dtype="float16",
+                      options=CallOptions(1.0, 1.05, loss_agg_mode="seq-mean-token-sum-norm"), layout="B")
+        failing = [c for c in ev.comparisons if not c.passed]
+        assert any(c.quantity == "grad" and c.category == "non-finite" for c in failing)
+        for c in failing:
+            assert diagnose.diagnose(ev, c, check="random").defects[:1] == ("fp16-inside",), (adv, c.describe())
+
+
 @pytest.mark.parametrize("name", ["torch-eager", "numpy-fp32"])
 def test_forming_z_far_below_the_knee_is_not_held_against_a_correct_float32_kernel(name):
     """tau 19.5-31 and r = e^-11: z = tau (r - 1) ~ -tau is rounded once in

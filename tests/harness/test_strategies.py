@@ -10,6 +10,8 @@ check that never puts a token there.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, find, settings
@@ -73,3 +75,40 @@ def test_empty_rows_and_zero_advantages_occur():
     b = find(batches(), lambda b: bool((b.mask.sum(1) == 0).any() and (b.advantages == 0).any()),
              settings=SETTINGS)
     assert (b.mask.sum(1) == 0).any() and (b.advantages == 0).any()
+
+
+
+_FINGERPRINT = """
+import importlib, json, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+from conformance import load_candidate
+from conformance.suite import plan, run_units
+cand = load_candidate("numpy-fp32")
+units = plan(cand, checks=["random"], dtypes=["float32"])
+print(json.dumps([r.coverage for r in run_units(cand, units, profile="quick", seed=0)]))
+"""
+
+
+def test_a_seed_names_the_same_batches_whatever_the_process_imported(tmp_path):
+    """Hypothesis draws literal constants from the local modules a process
+    has imported; the random check must not: the command line, the pytest
+    plugin and a user's own modules see the same batches for one seed.  The
+    ranges a run exercised (its coverage) fingerprint its batches."""
+    import subprocess
+    import sys
+
+    from tests.conftest import clean_environ
+
+    (tmp_path / "user_kernel_constants.py").write_text("".join(
+        f"C{i} = {v!r}\n" for i, v in enumerate([0.0137, 7.25, -3.5, 11.0, 0.125, 4.0, 12, 48, 3, 2, 1, 5, 6])))
+    root = Path(__file__).resolve().parents[2]
+    env = clean_environ(PYTHONPATH=f"{root}:{tmp_path}")
+
+    def fingerprint(*imports):
+        proc = subprocess.run([sys.executable, "-c", _FINGERPRINT, *imports], capture_output=True, text=True,
+                              env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout
+
+    assert fingerprint() == fingerprint("user_kernel_constants", "conformance.bench", "conformance.render")
