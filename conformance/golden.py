@@ -138,7 +138,7 @@ def _random_cases(seed: int):
                 tp, tn = taus[(k + len(mode)) % len(taus)]
                 if PROFILES[profile].name == "trinity" and tp > tn:
                     tp, tn = tn, tp
-                for dtype in ("float64", "float32"):
+                for dtype in ("float64", "float32", "bfloat16"):  # bfloat16: what trainers feed
                     yield GoldenCase(
                         id=f"random.{profile}.{mode}.{k}.{dtype}", file=f"random-{profile}.npz",
                         title=f"random batch under the {profile} profile",

@@ -223,3 +223,49 @@ MUTANTS = (
     _mutant("seq-arithmetic-mean", ("random:loss", "random:grad", "edge.*"), profile="canonical-sequence"),
     _mutant("seq-unspread-grad", ("random:grad", "edge.*:grad", "gradient.*"), profile="canonical-sequence"),
 )
+
+
+# -- mutants wrong only in one far region of the accepted domain (issue 16):
+# correct torch-eager everywhere else, so only a check whose inputs reach
+# the region can reject them.  They are not catalogued defects: the test
+# asks that ``default`` rejects them, not what the diagnosis calls them.
+
+
+def _region_mutant(name: str, description: str, edit) -> Candidate:
+    """torch-eager with its inputs edited by ``edit(kwargs)`` before the call."""
+    from dataclasses import replace
+
+    from conformance import load_candidate
+
+    base = load_candidate("torch-eager")
+
+    def kernel(logprob, old_logprob, advantages, mask, **kw):
+        args = {"logprob": logprob, "old_logprob": old_logprob, "advantages": advantages, "mask": mask, **kw}
+        edit(args)
+        return base.kernel(**args)
+
+    return Candidate(replace(base.info, name=f"mutant-{name}", description=description), kernel)
+
+
+def _floor_tau(args):  # a "safety" floor on the temperature
+    args["tau_pos"], args["tau_neg"] = max(args["tau_pos"], 1e-3), max(args["tau_neg"], 1e-3)
+
+
+def _clip_advantages(args):  # a "safety" clip on the advantages
+    args["advantages"] = args["advantages"].clamp(-1e6, 1e6)
+
+
+def _first_16384_tokens(args):  # a kernel whose row loop stops after one 16384-token block
+    mask = args["mask"].clone()
+    mask[:, 16384:] = False
+    args["mask"] = mask
+
+
+REGION_MUTANTS = {
+    "tau-floored-at-1e-3": _region_mutant("tau-floored-at-1e-3", "temperatures below 1e-3 raised to 1e-3",
+                                          _floor_tau),
+    "advantages-clipped-at-1e6": _region_mutant("advantages-clipped-at-1e6", "|A| above 1e6 clipped to 1e6",
+                                                _clip_advantages),
+    "row-cut-at-16384": _region_mutant("row-cut-at-16384", "tokens after the 16384th of a row ignored",
+                                       _first_16384_tokens),
+}

@@ -19,7 +19,7 @@ from conformance.report import record_to_json
 from conformance.suite import plan, run_units
 
 from .harness.conftest import BUILTINS, available_or_skip
-from .mutants import MUTANTS
+from .mutants import MUTANTS, REGION_MUTANTS
 
 KILL_TABLE: dict[str, list[str]] = {}
 
@@ -46,6 +46,17 @@ def test_mutant_is_reported_by_the_check_meant_to_catch_it(mutant):
     found = findings.build([record_to_json(r, "report.json") for r in records]).findings
     wrong = [(f["id"], f["category"], f["defects"] or f["title"]) for f in found if mutant.name not in f["defects"]]
     assert not wrong, f"{mutant.name}: findings not diagnosed as {mutant.name}: {wrong[:5]}"
+
+
+@pytest.mark.parametrize(("name", "seed"), [(n, s) for s, n in enumerate(sorted(REGION_MUTANTS))])
+def test_a_kernel_wrong_only_far_out_in_the_accepted_domain_is_rejected_by_default(name, seed):
+    """tau < 1e-3, |A| > 1e6, T > 16384: the default profile's random
+    batches reach each region (float32 alone suffices), so a kernel wrong
+    only there is non-conformant -- and its records still obey status <=> ratio."""
+    cand = REGION_MUTANTS[name]
+    records = run_units(cand, plan(cand, checks=["random"], dtypes=["float32"]), profile="default", seed=seed)
+    assert_status_follows_ratio(records)
+    assert any(r.status == "fail" for r in records), f"{name} passed default's random check (seed {seed})"
 
 
 SEED_DEPENDENT = ["random", "invariant.*"]

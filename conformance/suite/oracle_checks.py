@@ -9,7 +9,6 @@ from contextlib import contextmanager
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings, target
 from hypothesis import seed as hypothesis_seed
-from hypothesis import strategies as st
 
 from .. import tolerance as tol
 from ..candidate import Batch, CallOptions
@@ -17,7 +16,7 @@ from ..cases import CASES
 from ..drivers import get_driver, layouts_for
 from ..evaluate import Evaluation
 from ..fused import evaluate_any
-from ..strategies import batches, tau_pairs
+from ..strategies import random_inputs
 from ..types import HarnessFault
 from .records import Counterexample, Tally
 from .registry import CheckDef, Context, unit_seed
@@ -70,12 +69,9 @@ def random_batches(ctx: Context, tally: Tally, *, weights: bool = False) -> None
     prof = ctx.profile
     dtype, mode = tally.dtype, tally.loss_agg_mode
     failed: set[str] = set()
-    strategy = st.tuples(
-        batches(max_rows=prof.max_rows, max_cols=prof.max_cols, per_token_advantages="BT" in info.advantage_shapes,
-                weights=weights),
-        tau_pairs(info.requires_tau_order),
-        st.sampled_from(info.advantage_shapes),
-    )
+    strategy = random_inputs(max_rows=prof.max_rows, max_cols=prof.max_cols, dtype=dtype,
+                             advantage_shapes=info.advantage_shapes, weights=weights,
+                             requires_tau_order=info.requires_tau_order, global_counts=info.global_counts)
     base_seed = unit_seed(ctx.seed, f"{tally.check}[{dtype},{mode}]")
     for attempt in range(4):
 
@@ -85,11 +81,11 @@ def random_batches(ctx: Context, tally: Tally, *, weights: bool = False) -> None
                   phases=(Phase.explicit, Phase.generate, Phase.target, Phase.shrink))
         @given(strategy)
         def prop(args):
-            batch, taus, layout = args
+            taus, batch, layout, counts = args
             B, T = batch.shape
             if layout not in layouts_for(batch.advantages, B, T):
                 layout = None
-            opts = CallOptions(tau_pos=taus[0], tau_neg=taus[1], loss_agg_mode=mode)
+            opts = CallOptions(tau_pos=taus[0], tau_neg=taus[1], loss_agg_mode=mode, **counts)
             example = Counterexample(batch, opts, dtype, layout)
             try:
                 ev = evaluate_any(ctx.candidate, batch, dtype=dtype, device=ctx.device, options=opts, layout=layout)
