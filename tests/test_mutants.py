@@ -87,6 +87,24 @@ def test_builtins_pass_over_20_seeds(name):
     assert not failures, "\n".join(failures[:20])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["torch-eager", "numpy-fp32"])
+def test_thorough_certifies_a_correct_kernel_on_random_and_weighted_batches(name):
+    """The thorough profile (400 targeted examples per unit, hypothesis
+    hunting the worst error/bound) must not reject a correct kernel: the
+    random and weights groups in float32, one aggregation mode (every
+    built-in's full thorough run over three seeds is in the closing notes:
+    minutes each, too long for the suite)."""
+    from conformance import load_candidate
+
+    cand = available_or_skip(load_candidate(name))
+    units = plan(cand, checks=["random", "weights.random"], dtypes=["float32"], modes=["seq-mean-token-sum-norm"])
+    records = run_units(cand, units, profile="thorough", seed=1)
+    assert_status_follows_ratio(records)
+    bad = [f"{r.id}: {r.status}: {r.message}" for r in records if r.status != "pass"]
+    assert not bad, "\n".join(bad[:10])
+
+
 def test_a_record_says_where_its_worst_error_was():
     """The worst observation's position travels with its ratio (issue 16):
     a failing elementwise record points at the token its message names."""
