@@ -307,7 +307,11 @@ def seq_arithmetic_mean(s: Situation) -> Prediction | None:
     res = _token_level_at(s, np.broadcast_to(log_mean, m.shape))
     shares = np.where(m, res.grad, 0.0).sum(axis=1, keepdims=True)
     grad = np.where(m, shares * e / total, 0.0) + 0.0  # d log-mean-exp / d log-ratio: softmax
-    return Prediction(res.loss, grad)
+    # the ratio and the gate the metrics average are the row's too (ppo_kl stays the tokens'); where a
+    # row's mean is not finite the metrics depend on how the kernel saturates: not predicted
+    finite = bool(np.isfinite(np.where(m, log_mean, 0.0)).all())
+    metrics = {k: res.metrics[k] for k in ("avg_ratio", "avg_soft_gate")} if finite else {}
+    return Prediction(res.loss, grad, metrics)
 
 
 def seq_unspread_grad(s: Situation) -> Prediction | None:

@@ -68,6 +68,12 @@ class Conditioning:
     log_ratio: np.ndarray  # |log-ratio|, 0 at masked positions
     #: |c A w| max(1, r) per token: the practical tolerance's gradient scale
     grad_scale: np.ndarray
+    #: what multiplies a product that underflows (or is flushed) on the way
+    #: to a token's gradient: |c A w| 4/tau sigma'(z) can leave the normal
+    #: range before tau r scales it back, so the gradient may be off by the
+    #: compute precision's smallest normal times max(1, |c A w|) max(1, r)
+    #: max(4, tau, 4/tau)
+    underflow: np.ndarray | float = 0.0
     #: how far the candidate's own log-ratio may be off, in units of its
     #: compute precision, beyond rounding |log-ratio| (a fused kernel forms
     #: log-probs from logits: conformance.fused); 0 for log-prob kernels
@@ -102,9 +108,11 @@ def conditioning(ref: sapo_ref.SAPOResult, inputs: Batch, log_ratio_error=None) 
     with np.errstate(invalid="ignore", over="ignore"):
         caw = np.abs(ref.agg_weight * adv) * (1.0 if inputs.weights is None else np.abs(inputs.weights))
         grad_scale = caw * np.maximum(1.0, np.where(np.isfinite(ref.ratio), ref.ratio, 0.0))
+        ratio = np.where(np.isfinite(ref.ratio), ref.ratio, 0.0)
+        underflow = np.maximum(1.0, caw) * np.maximum(1.0, ratio) * np.maximum(np.maximum(4.0, tau), 4.0 / tau)
     if sem.importance_sampling_level == "sequence":
         grad = _sequence_grad_conditioning(ref, m, grad)
-    return Conditioning(clean(grad), clean(gate), d, clean(grad_scale), e)
+    return Conditioning(clean(grad), clean(gate), d, clean(grad_scale), clean(underflow), e)
 
 
 def _sequence_grad_conditioning(ref: sapo_ref.SAPOResult, m: np.ndarray, token_cond: np.ndarray) -> np.ndarray:
@@ -161,6 +169,7 @@ def compare(candidate: Candidate, out: Output, ref: sapo_ref.SAPOResult, *,
     if info.provides_grad and out.grad is not None:
         comps.append(tol.compare_elementwise("grad", out.grad, ref.grad, out.grad_dtype or out.dtype, where=mask,
                                              cond=cond.grad, compute_dtype=acc, practical_scale=cond.grad_scale,
+                                             abs_bound=tol.MIN_NORMAL.get(acc, 0.0) * cond.underflow,
                                              input_dtype=out.dtype))
         comps.append(tol.exact("grad-dtype", out.grad_dtype == out.dtype,
                                f"gradient is {out.grad_dtype}, logprob is {out.dtype}"))

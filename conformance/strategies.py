@@ -12,8 +12,7 @@ shape, the injections and the seed, so a counterexample is small.
 Every input dimension reaches the whole range SPEC.md accepts, in every
 profile (``DOMAIN`` says how far; tests/harness/test_strategies.py finds a
 batch in each region): temperatures log-uniform over [1e-6, 1e6], each
-with batches on its own knee; |A| from the dtype's smallest subnormal to
-``advantage_range``'s top; rows up to 32768 tokens, and B == T; global
+with batches on its own knee; |A| over ``advantage_range``; rows up to 32768 tokens, and B == T; global
 counts up to 1000x the local ones; importance weights at 0, tiny and large.
 """
 
@@ -47,7 +46,8 @@ class Domain:
     max_global_factor: float = 1000.0
     #: the largest |A|, as a fraction of float32's (float64's for float64)
     #: range: the loss's terms, 4/tau_min * r * w * |A| summed over 32768
-    #: tokens, stay finite in the accumulation dtype
+    #: tokens, stay finite in the accumulation dtype; the smallest, the
+    #: smallest normal value over it (``advantage_range``)
     advantage_headroom: float = 1e-14
     #: weights injected at their limits (a large one capped at half the dtype's range)
     weight_limits: tuple[float, ...] = (0.0, 1.0, 1e-3, 50.0, 1e-30, 1e6)
@@ -57,13 +57,19 @@ DOMAIN = Domain()
 
 
 def advantage_range(dtype: str = "float64") -> tuple[float, float]:
-    """|A| drawn from the dtype's smallest subnormal to the top of what its
-    sums can hold (``Domain.advantage_headroom``); float16 stops at its own
-    largest finite value."""
-    info = np.finfo(_NP_DTYPES.get(dtype, np.float64))
+    """|A| drawn from ``Domain.advantage_headroom``'s inverse times the
+    accumulation dtype's smallest normal value (at least the input dtype's)
+    to the top of what its sums can hold; float16 stops at half its largest
+    finite value.  Smaller advantages are accepted but not certified:
+    flush-to-zero platforms (XLA on CPU, GPU kernels built with -ftz) flush
+    a subnormal A -- which picks tau_neg instead of tau_pos -- or an
+    intermediate like c A before f'(r) r (up to ~1e8 on a small
+    temperature's knee) scales it back up (SPEC.md 10.3)."""
+    info = np.finfo(_NP_DTYPES.get(dtype, np.float32))
     acc = np.finfo(np.float64 if dtype == "float64" else np.float32)
+    bottom = max(float(info.tiny), float(acc.tiny) / DOMAIN.advantage_headroom)
     top = min(float(acc.max) * DOMAIN.advantage_headroom, float(info.max) / 2)
-    return float(info.smallest_subnormal), top
+    return bottom, top
 
 
 _NP_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}  # bfloat16: float32's range
@@ -142,7 +148,8 @@ def batches(draw, max_rows: int = 6, max_cols: int = 48, per_token_advantages: b
         adv = adv[:, None] + rng.normal(0.0, 0.1, (B, T))
     if draw(st.integers(0, 3)) == 0:  # |A| anywhere from subnormal to huge
         lo, hi = advantage_range(dtype)
-        adv = np.clip(adv * draw(st.one_of(st.sampled_from((lo, hi)), _log_uniform(lo, hi))), -hi, hi)
+        scaled = adv * draw(st.one_of(st.sampled_from((lo, hi)), _log_uniform(lo, hi)))
+        adv = np.where(adv == 0, 0.0, np.copysign(np.clip(np.abs(scaled), lo, hi), adv))  # zeros stay exact
 
     if draw(st.integers(0, 4)) == 0:
         # every token on its gate's knee: no token near r = 1 dominates the

@@ -122,7 +122,9 @@ def _make(name, defect, *, dtypes=("float32",), deterministic=True, metrics=METR
         else:
             adv = adv.reshape(B, -1)
         if defect == "mutates-inputs":
-            old_logprob.nan_to_num_(0.0)  # "harmless" in-place cleanup of the caller's tensor
+            # "harmless" in-place cleanup of the caller's padding (nan_to_num_ would also turn an
+            # unmasked -inf into -3.4e38: a second, value-changing defect)
+            old_logprob.masked_fill_(~m.bool(), 0.0)
         raw = lp - olp if defect != "inverted-ratio" else olp - lp
         if defect == "nan-through-mask":
             d = raw * m  # NaN * 0 = NaN

@@ -50,7 +50,9 @@ def torch_sapo_weighted(old_log_prob, log_prob, advantages, response_mask, *, ta
     d = torch.where(m, log_prob - old_log_prob, 0.0)
     tau = torch.where(advantages > 0, torch.tensor(tau_pos), torch.tensor(tau_neg))
     a = torch.where(m, advantages * rollout_is_weights, 0.0)
-    token = torch.where(m, -a * 4.0 / tau * torch.sigmoid(tau * torch.expm1(d)), 0.0)
+    # exp saturates the gate long before float32's exp overflows (tau >= 1e-6: z > 1e28 at d = 80);
+    # without the clamp, d > 88.7 makes expm1 inf and its backward 0 * inf = NaN
+    token = torch.where(m, -a * 4.0 / tau * torch.sigmoid(tau * torch.expm1(d.clamp(max=80.0))), 0.0)
     n = m.sum(-1)
     if loss_agg_mode == "token-mean":
         return token.sum() / n.sum().clamp(min=1)

@@ -178,6 +178,34 @@ def test_a_float32_result_modelled_as_float16_accumulation_stays_finite_beyond_f
                                   **{**kw, "acc_dtype": "float32"}).passed
 
 
+@pytest.mark.parametrize(("log_ratio", "flush_below", "passes"), [
+    (0.0079, 1e-34, True),  # z = 79: the gradient, ~1e-35, is what flushing |c A| 4/tau sigma' (~1e-39) leaves
+    (0.0057, 1e-20, False),  # z = 57: a gradient of ~1e-25 set to 0 is not an underflow
+])
+def test_a_gradient_lost_to_an_underflowing_intermediate_is_allowed_and_no_more(log_ratio, flush_below, passes):
+    """XLA on CPU and GPUs flush subnormal intermediates: with tau = 1e4,
+    |c A| 4/tau sigma'(z) leaves float32's normal range before tau r scales
+    it back to ~1e-35 (the jax built-in returned 0 there).  The bound allows
+    the compute precision's smallest normal times that scale-up, and no more."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from conformance.evaluate import evaluate
+    from conformance.types import Batch, CallOptions
+
+    from . import broken_candidates as bc
+
+    flushing = bc._wrap("flushing", bc._garbage(
+        lambda o: replace(o, grad=np.where(np.abs(o.grad) < flush_below, 0.0, o.grad).astype(o.grad.dtype))))
+    batch = Batch(np.array([[-0.8832663531213296 + log_ratio]]), np.array([[-0.8832663531213296]]),
+                  np.array([-0.57]), np.ones((1, 1), bool))
+    ev = evaluate(flushing, batch, dtype="float32", options=CallOptions(tau_pos=1e-6, tau_neg=1e4))
+    grad = next(c for c in ev.comparisons if c.quantity == "grad")
+    assert 0 < abs(float(ev.reference.grad[0, 0])) < flush_below and ev.output.grad[0, 0] == 0
+    assert grad.passed is passes, grad.describe()
+
+
 def test_the_fp16_inside_mutant_s_overflowing_ratio_is_diagnosed_as_its_defect():
     """The batch the random check found for the fp16-inside mutant: one token
     at log-ratio 12, which overflows exp in float16 (the gradient is NaN)

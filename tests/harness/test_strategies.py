@@ -97,9 +97,10 @@ def test_the_knee_follows_each_token_s_own_temperature():
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32", "bfloat16", "float16"])
-def test_advantages_reach_subnormal_and_the_top_of_the_range(dtype):
+def test_advantages_reach_the_bottom_and_the_top_of_the_certified_range(dtype):
     lo, hi = advantage_range(dtype)
-    assert lo == float(np.finfo({"bfloat16": np.float32}.get(dtype, dtype)).smallest_subnormal) or dtype == "bfloat16"
+    # below: accepted, not certified (flush-to-zero platforms flush A or c A)
+    assert lo == {"float64": 2.2250738585072014e-294, "float16": 2.0**-14}.get(dtype, 1.1754943508222875e-24)
     assert hi >= (3e4 if dtype == "float16" else 1e24)
 
     def live_adv(x):
@@ -107,8 +108,7 @@ def test_advantages_reach_subnormal_and_the_top_of_the_range(dtype):
         a = np.abs(np.broadcast_to(np.asarray(b.advantages).reshape(b.shape[0], -1), b.shape))[b.mask]
         return a[np.isfinite(a) & (a > 0)]
 
-    tiny = np.finfo(np.float16 if dtype == "float16" else np.float64 if dtype == "float64" else np.float32).tiny
-    for region in (lambda a: a.size and a.min() < tiny, lambda a: a.size and a.max() > hi / 100):
+    for region in (lambda a: a.size and a.min() < lo * 100, lambda a: a.size and a.max() > hi / 100):
         x = find(default_inputs(dtype), lambda x: bool(region(live_adv(x))), settings=SETTINGS)
         assert region(live_adv(x)) and live_adv(x).max() <= hi
 
@@ -160,7 +160,7 @@ def test_a_default_run_exercises_the_whole_accepted_range():
     got = coverage.merge(r.coverage for r in records)
     assert got["tau_pos"][0] < 1e-3 and got["tau_neg"][0] < 1e-3
     assert got["tau_pos"][1] > 1e5 and got["tau_neg"][1] > 1e5
-    assert got["advantage"][0] < np.finfo(np.float32).tiny and got["advantage"][1] > 1e6
+    assert got["advantage"][0] < 1e-20 and got["advantage"][1] > 1e6
     assert got["cols"][1] > 16384 and got["empty_rows"][1] >= 1
     assert got["log_ratio"][1] > 88.8
 
