@@ -107,8 +107,8 @@ def conditioning(ref: sapo_ref.SAPOResult, inputs: Batch, log_ratio_error=None) 
 
     with np.errstate(invalid="ignore", over="ignore"):
         caw = np.abs(ref.agg_weight * adv) * (1.0 if inputs.weights is None else np.abs(inputs.weights))
-        grad_scale = caw * np.maximum(1.0, np.where(np.isfinite(ref.ratio), ref.ratio, 0.0))
         ratio = np.where(np.isfinite(ref.ratio), ref.ratio, 0.0)
+        grad_scale = caw * np.maximum(1.0, ratio)
         underflow = np.maximum(1.0, caw) * np.maximum(1.0, ratio) * np.maximum(np.maximum(4.0, tau), 4.0 / tau)
     if sem.importance_sampling_level == "sequence":
         grad = _sequence_grad_conditioning(ref, m, grad)

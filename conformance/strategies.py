@@ -37,7 +37,7 @@ SCALES = (0.05, 0.1, 0.2, 0.3)
 @dataclass(frozen=True)
 class Domain:
     """How far the strategies reach in each dimension (SPEC.md §9 accepts the
-    temperatures; the rest is what the checks certify, SPEC.md §10.2)."""
+    temperatures; the rest is what the checks certify, SPEC.md §10.3)."""
 
     tau: tuple[float, float] = (1e-6, 1e6)
     #: the longest row
@@ -146,7 +146,7 @@ def batches(draw, max_rows: int = 6, max_cols: int = 48, per_token_advantages: b
             adv[draw(st.integers(0, B - 1))] = 0.0
     if per_token_advantages and draw(st.booleans()):
         adv = adv[:, None] + rng.normal(0.0, 0.1, (B, T))
-    if draw(st.integers(0, 3)) == 0:  # |A| anywhere from subnormal to huge
+    if draw(st.integers(0, 3)) == 0:  # |A| anywhere in advantage_range, tiny to huge
         lo, hi = advantage_range(dtype)
         scaled = adv * draw(st.one_of(st.sampled_from((lo, hi)), _log_uniform(lo, hi)))
         adv = np.where(adv == 0, 0.0, np.copysign(np.clip(np.abs(scaled), lo, hi), adv))  # zeros stay exact
